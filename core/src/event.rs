@@ -1,0 +1,204 @@
+//! The event: what flows from sources through transforms into channels and sinks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::Serialize;
+
+/// Field name a line-oriented source stores its text under.
+pub const MESSAGE: &str = "message";
+
+/// A typed field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Absence of a value (JSON `null`).
+    Null,
+    /// UTF-8 text.
+    String(String),
+    /// Signed 64-bit integer.
+    Int(i64),
+    /// 64-bit float.
+    Float(f64),
+    /// Boolean.
+    Bool(bool),
+    /// Nanoseconds since the Unix epoch.
+    Timestamp(i64),
+    /// Raw bytes (kept when a line is not valid UTF-8 and the source preserves it).
+    Bytes(Bytes),
+    /// Ordered list.
+    Array(Vec<Value>),
+    /// Nested map, ordered by key so encodings are deterministic.
+    Map(BTreeMap<String, Value>),
+}
+
+/// Where an event came from and where it goes; carried as record headers and key.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metadata {
+    /// Component id of the source that produced the event.
+    pub source: Arc<str>,
+    /// Host name of the agent.
+    pub host: Arc<str>,
+    /// Topic override; sinks use their configured topic when absent.
+    pub topic: Option<Arc<str>>,
+    /// Partitioning key; no key means round robin per batch.
+    pub key: Option<Bytes>,
+}
+
+/// One event: a timestamp, typed fields and metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Fields, ordered by name so that every encoding of an event is byte-identical;
+    /// the collector's dedup relies on a resent batch being the same bytes.
+    pub fields: BTreeMap<String, Value>,
+    /// Source, host, topic and key.
+    pub meta: Metadata,
+}
+
+impl Event {
+    /// An event holding one line of text in `message`, stamped now.
+    pub fn from_message(message: impl Into<Value>, meta: Metadata) -> Self {
+        let mut fields = BTreeMap::new();
+        fields.insert(MESSAGE.to_owned(), message.into());
+        Event {
+            timestamp: now_nanos(),
+            fields,
+            meta,
+        }
+    }
+
+    /// The `message` field as text, if it is a string.
+    pub fn message(&self) -> Option<&str> {
+        match self.fields.get(MESSAGE) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The fields as a JSON object, the default record value on the wire.
+    pub fn fields_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        // Serializing our own Value type into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &FieldsRef(&self.fields));
+        out
+    }
+}
+
+struct FieldsRef<'a>(&'a BTreeMap<String, Value>);
+
+impl Serialize for FieldsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::String(v) => s.serialize_str(v),
+            Value::Int(v) => s.serialize_i64(*v),
+            // JSON has no NaN or infinity; null is the honest rendering.
+            Value::Float(v) if !v.is_finite() => s.serialize_unit(),
+            Value::Float(v) => s.serialize_f64(*v),
+            Value::Bool(v) => s.serialize_bool(*v),
+            Value::Timestamp(ns) => s.serialize_str(&format_rfc3339_nanos(*ns)),
+            Value::Bytes(b) => s.serialize_str(&String::from_utf8_lossy(b)),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Map(map) => FieldsRef(map).serialize(s),
+        }
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::String(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.to_owned())
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now. A clock before 1970 reads as 0.
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 in UTC.
+pub fn format_rfc3339_nanos(ns: i64) -> String {
+    let t = if ns >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 in UTC.
+pub fn format_rfc3339_millis(ms: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parses an RFC 3339 time into milliseconds since the epoch.
+pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_json_is_ordered_and_typed() {
+        let mut e = Event::from_message("hello", Metadata::default());
+        e.fields.insert("count".into(), Value::Int(3));
+        e.fields.insert("ok".into(), Value::Bool(true));
+        e.fields.insert("ratio".into(), Value::Float(f64::NAN));
+        let json = String::from_utf8(e.fields_json()).unwrap();
+        assert_eq!(json, r#"{"count":3,"message":"hello","ok":true,"ratio":null}"#);
+    }
+
+    #[test]
+    fn rfc3339_round_trips_at_millisecond_precision() {
+        let ms = 1_700_000_000_123;
+        let s = format_rfc3339_millis(ms);
+        assert_eq!(s, "2023-11-14T22:13:20.123Z");
+        assert_eq!(parse_rfc3339_millis(&s), Some(ms));
+    }
+}

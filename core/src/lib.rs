@@ -1,0 +1,18 @@
+//! Shared foundations of Weir: the event model, the two encodings an event has
+//! (the compact spool codec and the Kafka RecordBatch v2 wire format), the
+//! replication protocol's message types, and small plumbing (byte sizes,
+//! durations, metrics) that the agent, its plugins and the collector all use.
+//!
+//! Keeping these in one crate is what lets the collector sink and the
+//! collector agree on the wire format by construction rather than by review.
+
+pub mod batch;
+pub mod codec;
+pub mod event;
+pub mod metrics;
+pub mod partition;
+pub mod protocol;
+pub mod record;
+pub mod units;
+
+pub use event::{Event, Metadata, Value};

@@ -1,0 +1,137 @@
+//! The replication and consumer HTTP API between agents, consumers and the
+//! collector: paths and JSON bodies. Batches travel as raw RecordBatch v2
+//! bytes (`application/octet-stream`); everything else is JSON.
+//!
+//! | method | path | body → answer |
+//! |---|---|---|
+//! | GET  | `/v1/topics` | → `[TopicInfo]` |
+//! | POST | `/v1/topics/{topic}` | `CreateTopic` → `TopicInfo` (idempotent; creates on first call) |
+//! | POST | `/v1/produce/{topic}/{partition}` | batch bytes → `ProduceAck` or `ApiError` |
+//! | GET  | `/v1/producers/{id}/{topic}` | → `[ProducerPosition]` |
+//! | GET  | `/v1/fetch/{topic}/{partition}?offset=&max_bytes=&wait_ms=` | → batch bytes, headers below |
+//! | GET  | `/v1/offsets/{topic}/{partition}?at=earliest\|latest\|<ms>` | → `OffsetAnswer` |
+//! | GET  | `/v1/groups/{group}/{topic}` | → `[GroupOffset]` |
+//! | POST | `/v1/groups/{group}/{topic}` | `[GroupOffset]` → `{}` |
+
+use serde::{Deserialize, Serialize};
+
+/// Response header on fetch: the offset to fetch next.
+pub const HEADER_NEXT_OFFSET: &str = "x-weir-next-offset";
+/// Response header on fetch: the partition's end offset (one past the last record).
+pub const HEADER_END_OFFSET: &str = "x-weir-end-offset";
+/// Response header on fetch: the partition's first retained offset.
+pub const HEADER_START_OFFSET: &str = "x-weir-start-offset";
+
+/// Body of a topic creation request.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CreateTopic {
+    /// Partitions for a new topic; the collector's default when absent.
+    pub partitions: Option<u32>,
+}
+
+/// One partition of a topic as `weir-collector topics` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    /// First retained offset.
+    pub start_offset: i64,
+    /// One past the last offset.
+    pub end_offset: i64,
+    /// Bytes on disk in segments.
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicInfo {
+    pub topic: String,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// The collector's answer to an accepted (or already held) batch.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProduceAck {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// True when the collector already had this batch and did not append it again.
+    pub duplicate: bool,
+}
+
+/// A refusal with a machine-readable kind; `expected_sequence` is set for `out_of_order_sequence`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    pub error: ErrorKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_sequence: Option<i32>,
+}
+
+/// Kinds of refusal.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The batch is malformed or its CRC fails; resending the same bytes will not help.
+    CorruptBatch,
+    /// The batch's sequence is not the next one expected from its producer.
+    OutOfOrderSequence,
+    /// A newer epoch of this producer has written; this one is fenced off.
+    ProducerFenced,
+    /// No such topic or partition.
+    UnknownTopicOrPartition,
+    /// The request is invalid (bad name, too large, bad parameter).
+    InvalidRequest,
+    /// The collector could not store the batch (disk error); retry later.
+    StorageError,
+    /// Offset below the start or past the end of the log.
+    OffsetOutOfRange,
+}
+
+/// Where a producer stands in one partition, as the collector knows it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProducerPosition {
+    pub partition: u32,
+    pub producer_epoch: i16,
+    /// Sequence the collector expects next from this producer in this partition.
+    pub next_sequence: i32,
+}
+
+/// Answer to an offset lookup.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OffsetAnswer {
+    pub offset: i64,
+}
+
+/// A consumer group's committed position in one partition.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub partition: u32,
+    /// The next offset the group will read.
+    pub offset: i64,
+}
+
+/// Whether `name` is acceptable as a topic or group name: it becomes a directory name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_the_data_dir_are_invalid() {
+        assert!(valid_name("app-logs.v1_x"));
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "ü"] {
+            assert!(!valid_name(bad), "{bad:?} accepted");
+        }
+    }
+}
