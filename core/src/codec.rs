@@ -291,9 +291,13 @@ mod tests {
             },
         );
         let mut inner = BTreeMap::new();
-        inner.insert("x".to_owned(), Value::Array(vec![Value::Null, Value::Bool(false)]));
+        inner.insert(
+            "x".to_owned(),
+            Value::Array(vec![Value::Null, Value::Bool(false)]),
+        );
         e.fields.insert("nested".into(), Value::Map(inner));
-        e.fields.insert("raw".into(), Value::Bytes(Bytes::from_static(&[0xff, 0])));
+        e.fields
+            .insert("raw".into(), Value::Bytes(Bytes::from_static(&[0xff, 0])));
         e.fields.insert("t".into(), Value::Timestamp(-5));
         e.fields.insert("f".into(), Value::Float(1.5));
         e

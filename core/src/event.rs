@@ -191,7 +191,10 @@ mod tests {
         e.fields.insert("ok".into(), Value::Bool(true));
         e.fields.insert("ratio".into(), Value::Float(f64::NAN));
         let json = String::from_utf8(e.fields_json()).unwrap();
-        assert_eq!(json, r#"{"count":3,"message":"hello","ok":true,"ratio":null}"#);
+        assert_eq!(
+            json,
+            r#"{"count":3,"message":"hello","ok":true,"ratio":null}"#
+        );
     }
 
     #[test]

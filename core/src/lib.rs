@@ -11,6 +11,7 @@ pub mod codec;
 pub mod event;
 pub mod metrics;
 pub mod partition;
+pub mod process;
 pub mod protocol;
 pub mod record;
 pub mod units;

@@ -62,7 +62,9 @@ impl Gauge {
 }
 
 fn labels(l: &[(&str, &str)]) -> Labels {
-    l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    l.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Registry {
@@ -118,7 +120,10 @@ fn fmt_labels(l: &Labels) -> String {
     let parts: Vec<String> = l
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -134,7 +139,8 @@ mod tests {
         let r = Registry::new();
         let c = r.counter("weir_events_total", "Events.", &[("component", "a\"b")]);
         c.add(3);
-        r.counter("weir_events_total", "Events.", &[("component", "a\"b")]).inc();
+        r.counter("weir_events_total", "Events.", &[("component", "a\"b")])
+            .inc();
         let g = r.gauge("weir_bytes", "Bytes.", &[]);
         g.set(-2);
         let text = r.render();

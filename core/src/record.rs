@@ -178,17 +178,25 @@ mod tests {
                 producer_epoch: 3,
                 base_sequence: 100,
             };
-            let mut b = encode_batch(&events(10), stamp, compression).unwrap().to_vec();
+            let mut b = encode_batch(&events(10), stamp, compression)
+                .unwrap()
+                .to_vec();
             let h = batch::verify(&b).unwrap();
             assert_eq!((h.producer_id, h.producer_epoch), (42, 3));
-            assert_eq!((h.base_sequence, h.record_count, h.last_sequence()), (100, 10, 109));
+            assert_eq!(
+                (h.base_sequence, h.record_count, h.last_sequence()),
+                (100, 10, 109)
+            );
             // Assigning an offset leaves the CRC valid: it is outside the checksum.
             batch::set_base_offset(&mut b, 5000);
             assert_eq!(batch::verify(&b).unwrap().base_offset, 5000);
             let recs = decode_batches(&b).unwrap();
             assert_eq!(recs.len(), 10);
             assert_eq!(recs[3].offset, 5003);
-            assert_eq!(recs[3].value.as_deref(), Some(&br#"{"message":"line 3"}"#[..]));
+            assert_eq!(
+                recs[3].value.as_deref(),
+                Some(&br#"{"message":"line 3"}"#[..])
+            );
             assert_eq!(recs[3].timestamp, 1_700_000_000_003);
             assert_eq!(recs[3].headers[0].0, HEADER_SOURCE);
         }
@@ -214,9 +222,14 @@ mod tests {
             producer_epoch: 0,
             base_sequence: 0,
         };
-        let mut b = encode_batch(&events(3), stamp, Compression::None).unwrap().to_vec();
+        let mut b = encode_batch(&events(3), stamp, Compression::None)
+            .unwrap()
+            .to_vec();
         let last = b.len() - 2;
         b[last] ^= 0x01;
-        assert!(matches!(batch::verify(&b), Err(batch::BatchError::Crc { .. })));
+        assert!(matches!(
+            batch::verify(&b),
+            Err(batch::BatchError::Crc { .. })
+        ));
     }
 }

@@ -51,7 +51,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{}", self.0 / size, name);
@@ -93,7 +98,9 @@ pub mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?} ({e}): expected e.g. 500ms, 5s, 1h"))
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}): expected e.g. 500ms, 5s, 1h"
+            ))
         })
     }
 }

@@ -1,0 +1,147 @@
+//! `weir-collector serve` configuration, from a YAML file (`-c`) and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_core::units::{duration, ByteSize};
+
+use crate::log::{FsyncPolicy, StoreConfig};
+
+/// The collector's settings. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Address the HTTP API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where topics and consumer group offsets are stored.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Partitions of a topic created on first write.
+    #[serde(default = "default_partitions")]
+    pub default_partitions: u32,
+    /// A partition rolls to a new segment file past this size.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: ByteSize,
+    /// Retention limits; whole segments past either limit are deleted.
+    #[serde(default)]
+    pub retention: Retention,
+    /// When to fsync before acknowledging: `batch` (group commit), `interval` or `none`.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// Period of the `interval` fsync policy.
+    #[serde(default = "default_fsync_interval", with = "duration")]
+    pub fsync_interval: Duration,
+    /// Largest request body accepted (one batch).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: ByteSize,
+    /// Requests handled at once; more wait (bounded memory under a burst of agents).
+    #[serde(default = "default_max_connections")]
+    pub max_concurrent_requests: usize,
+}
+
+/// Retention by age and size, per partition.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Delete segments whose newest record is older than this (e.g. `7d`). Unset: keep forever.
+    #[serde(default, with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Delete oldest segments while a partition is larger than this. Unset: no limit.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7400))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/weir-collector")
+}
+fn default_partitions() -> u32 {
+    1
+}
+fn default_segment_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_fsync_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_max_request_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_max_connections() -> usize {
+    256
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        // An empty document yields every default.
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("empty config is valid"))
+    }
+}
+
+impl CollectorConfig {
+    /// The store settings this config implies.
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            default_partitions: self.default_partitions,
+            segment_bytes: self.segment_bytes.bytes().max(4096),
+            retention_bytes: self.retention.max_bytes.map(|b| b.bytes()),
+            retention: self.retention.max_age,
+            fsync: self.fsync,
+            fsync_interval: self.fsync_interval,
+        }
+    }
+}
+
+mod opt_duration {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(&s)
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_round_trips() {
+        let yaml = "listen: 127.0.0.1:9000\ndata_dir: /tmp/x\ndefault_partitions: 4\nsegment_bytes: 64MiB\nretention: { max_age: 7days, max_bytes: 10GiB }\nfsync: interval\nfsync_interval: 20ms\n";
+        let c: CollectorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(c.default_partitions, 4);
+        assert_eq!(c.retention.max_bytes, Some(ByteSize(10 << 30)));
+        assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86400)));
+        let back: CollectorConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.segment_bytes, c.segment_bytes);
+        assert_eq!(back.fsync, FsyncPolicy::Interval);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_yaml::from_str::<CollectorConfig>("listen_on: 1").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `listen_on`"),
+            "{err}"
+        );
+    }
+}

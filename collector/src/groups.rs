@@ -1,0 +1,111 @@
+//! Consumer groups: the collector keeps each group's committed offsets per
+//! topic-partition, so a consumer resumes where the last one of its group stopped.
+//! One small JSON file per (group, topic), replaced atomically on each commit.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use weir_core::protocol::GroupOffset;
+
+use crate::log::store::write_atomic;
+
+/// Committed offsets of all groups.
+pub struct Groups {
+    dir: PathBuf,
+    /// Serialises read-modify-write of the files.
+    lock: Mutex<()>,
+}
+
+impl Groups {
+    /// Groups stored under `data_dir/groups`.
+    pub fn new(data_dir: &std::path::Path) -> Groups {
+        Groups {
+            dir: data_dir.join("groups"),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn path(&self, group: &str, topic: &str) -> PathBuf {
+        self.dir.join(group).join(format!("{topic}.json"))
+    }
+
+    fn load(&self, group: &str, topic: &str) -> BTreeMap<u32, i64> {
+        std::fs::read(self.path(group, topic))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The group's committed offsets in the topic. Blocking.
+    pub fn offsets(&self, group: &str, topic: &str) -> Vec<GroupOffset> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.load(group, topic)
+            .into_iter()
+            .map(|(partition, offset)| GroupOffset { partition, offset })
+            .collect()
+    }
+
+    /// Commits offsets (merging with the partitions not named). Blocking.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &[GroupOffset]) -> io::Result<()> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.load(group, topic);
+        for o in offsets {
+            all.insert(o.partition, o.offset);
+        }
+        std::fs::create_dir_all(self.dir.join(group))?;
+        let bytes = serde_json::to_vec(&all).map_err(io::Error::other)?;
+        write_atomic(&self.path(group, topic), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_merge_and_survive_a_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Groups::new(dir.path());
+        g.commit(
+            "g1",
+            "t",
+            &[
+                GroupOffset {
+                    partition: 0,
+                    offset: 5,
+                },
+                GroupOffset {
+                    partition: 1,
+                    offset: 7,
+                },
+            ],
+        )
+        .unwrap();
+        g.commit(
+            "g1",
+            "t",
+            &[GroupOffset {
+                partition: 1,
+                offset: 9,
+            }],
+        )
+        .unwrap();
+        let g = Groups::new(dir.path());
+        assert_eq!(
+            g.offsets("g1", "t"),
+            vec![
+                GroupOffset {
+                    partition: 0,
+                    offset: 5
+                },
+                GroupOffset {
+                    partition: 1,
+                    offset: 9
+                }
+            ]
+        );
+        assert!(g.offsets("other", "t").is_empty());
+    }
+}

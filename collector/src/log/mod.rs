@@ -1,0 +1,20 @@
+//! The collector's log: topics of partitions of segments.
+//!
+//! On disk, under the data directory:
+//!
+//! ```text
+//! topics/<topic>/topic.json                 {"partitions": N}
+//! topics/<topic>/<partition>/<base>.log     segments of RecordBatch v2 batches
+//! groups/<group>/<topic>.json               committed consumer offsets
+//! ```
+//!
+//! Segment format and recovery: `segment.rs`. Dedup: `producers.rs`.
+//! Durability and reads: `partition.rs`. Topics and sync tasks: `store.rs`.
+
+pub mod partition;
+pub mod producers;
+pub mod segment;
+pub mod store;
+
+pub use partition::{AppendError, Appended, Partition, PartitionLimits, ReadError};
+pub use store::{FsyncPolicy, Store, StoreConfig, Topic};

@@ -1,0 +1,221 @@
+//! Idempotent append: per partition, what each producer has written.
+//!
+//! Kafka's idempotent producer rules, with one change that matters at the
+//! edge: the state is not limited to a time window. It is rebuilt on start
+//! from the batch headers in the log (which carry producer id, epoch and
+//! sequence), so it lives exactly as long as the producer's data is retained.
+//! An agent that was offline for days can resend its spool and nothing is
+//! appended twice.
+//!
+//! Decision for a batch (pid, epoch, base_seq, count) against the entry of pid:
+//! - pid = -1 (non-idempotent producer) or no entry: append;
+//! - epoch < entry epoch: fenced;
+//! - epoch > entry epoch: append (a new epoch restarts sequences);
+//! - base_seq = entry.next_seq: append;
+//! - the same (base_seq, last_seq) as one of the last RECENT batches: duplicate,
+//!   answered with that batch's original offsets;
+//! - otherwise: out of order, answered with the expected sequence.
+
+use std::collections::{HashMap, VecDeque};
+
+use weir_core::batch::{wrapping_seq_add, BatchHeader};
+
+/// Batches per producer remembered with their offsets, for duplicate answers.
+/// Larger than any agent's in-flight window, so a resend of unacknowledged
+/// batches always finds them.
+pub const RECENT: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Written {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    epoch: i16,
+    next_seq: i32,
+    last_offset: i64,
+    recent: VecDeque<Written>,
+}
+
+/// The verdict on a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Append it.
+    Append,
+    /// Already written at these offsets.
+    Duplicate { base_offset: i64, last_offset: i64 },
+    /// Sequence gap or overlap; the producer should continue from `expected`.
+    OutOfOrder { expected: i32 },
+    /// A newer epoch of the producer exists.
+    Fenced { current_epoch: i16 },
+}
+
+/// Producer state of one partition.
+#[derive(Debug, Default)]
+pub struct Producers {
+    entries: HashMap<i64, Entry>,
+}
+
+impl Producers {
+    /// Decides what to do with a batch.
+    pub fn check(&self, h: &BatchHeader) -> Check {
+        if h.producer_id < 0 {
+            return Check::Append;
+        }
+        let Some(e) = self.entries.get(&h.producer_id) else {
+            return Check::Append;
+        };
+        if h.producer_epoch < e.epoch {
+            return Check::Fenced {
+                current_epoch: e.epoch,
+            };
+        }
+        if h.producer_epoch > e.epoch || h.base_sequence == e.next_seq {
+            return Check::Append;
+        }
+        let last = h.last_sequence();
+        if let Some(w) = e
+            .recent
+            .iter()
+            .find(|w| w.first_seq == h.base_sequence && w.last_seq == last)
+        {
+            return Check::Duplicate {
+                base_offset: w.base_offset,
+                last_offset: w.last_offset,
+            };
+        }
+        Check::OutOfOrder {
+            expected: e.next_seq,
+        }
+    }
+
+    /// Records a batch that is now in the log (`h.base_offset` assigned).
+    pub fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let w = Written {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        };
+        let e = self.entries.entry(h.producer_id).or_insert_with(|| Entry {
+            epoch: h.producer_epoch,
+            next_seq: 0,
+            last_offset: -1,
+            recent: VecDeque::with_capacity(RECENT),
+        });
+        if h.producer_epoch != e.epoch {
+            e.epoch = h.producer_epoch;
+            e.recent.clear();
+        }
+        e.next_seq = wrapping_seq_add(w.last_seq, 1);
+        e.last_offset = w.last_offset;
+        if e.recent.len() == RECENT {
+            e.recent.pop_front();
+        }
+        e.recent.push_back(w);
+    }
+
+    /// (epoch, next sequence) of a producer, if known.
+    pub fn position(&self, producer_id: i64) -> Option<(i16, i32)> {
+        self.entries
+            .get(&producer_id)
+            .map(|e| (e.epoch, e.next_seq))
+    }
+
+    /// Forgets producers whose last write is below the log start: their data is gone.
+    pub fn expire_below(&mut self, log_start: i64) {
+        self.entries.retain(|_, e| e.last_offset >= log_start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 100,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn resent_batch_is_a_duplicate_with_its_original_offsets() {
+        let mut p = Producers::default();
+        p.record(&h(1, 0, 0, 10, 500));
+        p.record(&h(1, 0, 10, 5, 510));
+        assert_eq!(
+            p.check(&h(1, 0, 0, 10, -1)),
+            Check::Duplicate {
+                base_offset: 500,
+                last_offset: 509
+            }
+        );
+        assert_eq!(
+            p.check(&h(1, 0, 10, 5, -1)),
+            Check::Duplicate {
+                base_offset: 510,
+                last_offset: 514
+            }
+        );
+        assert_eq!(p.check(&h(1, 0, 15, 1, -1)), Check::Append);
+    }
+
+    #[test]
+    fn gaps_and_partial_overlaps_are_refused_with_the_expected_sequence() {
+        let mut p = Producers::default();
+        p.record(&h(1, 0, 0, 10, 0));
+        assert_eq!(
+            p.check(&h(1, 0, 11, 1, -1)),
+            Check::OutOfOrder { expected: 10 }
+        );
+        assert_eq!(
+            p.check(&h(1, 0, 5, 10, -1)),
+            Check::OutOfOrder { expected: 10 }
+        );
+    }
+
+    #[test]
+    fn older_epoch_is_fenced_and_newer_epoch_restarts() {
+        let mut p = Producers::default();
+        p.record(&h(1, 2, 40, 1, 0));
+        assert_eq!(
+            p.check(&h(1, 1, 41, 1, -1)),
+            Check::Fenced { current_epoch: 2 }
+        );
+        assert_eq!(p.check(&h(1, 3, 0, 1, -1)), Check::Append);
+    }
+
+    #[test]
+    fn unknown_and_expired_producers_may_start_anywhere() {
+        let mut p = Producers::default();
+        assert_eq!(p.check(&h(9, 0, 777, 1, -1)), Check::Append);
+        p.record(&h(9, 0, 777, 1, 3));
+        p.expire_below(4);
+        assert_eq!(p.position(9), None);
+        assert_eq!(p.check(&h(9, 0, 12, 1, -1)), Check::Append);
+    }
+
+    #[test]
+    fn sequence_wraps_past_i32_max() {
+        let mut p = Producers::default();
+        p.record(&h(1, 0, i32::MAX - 1, 2, 0));
+        assert_eq!(p.position(1), Some((0, 0)));
+        assert_eq!(p.check(&h(1, 0, 0, 1, -1)), Check::Append);
+    }
+}
