@@ -1,1 +1,3 @@
-//! placeholder
+//! The `weir` agent: pipeline config, topology, durable channels and runtime.
+
+pub mod channel;

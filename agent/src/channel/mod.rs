@@ -1,0 +1,411 @@
+//! Channels: the bounded FIFO in front of each sink that absorbs outages and
+//! bursts. `disk` (the default) survives crashes and power loss; `memory` does not.
+//!
+//! A source's `push` returns only once every downstream channel has taken the
+//! events, so a source checkpoints only what is in the channels. Each sink has
+//! its own channel: a slow or dead sink fills its own channel, never another's.
+
+pub mod disk;
+pub mod frame;
+pub mod memory;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+use weir_core::metrics::{Counter, Gauge, Registry};
+use weir_core::units::{duration, ByteSize};
+use weir_core::Event;
+
+use disk::{DiskOptions, DiskSpool, SpoolError};
+use memory::MemoryChannel;
+
+/// What a full channel does with new events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Back-pressure: the source waits (a file source stops reading, MQTT stops acknowledging).
+    #[default]
+    Block,
+    /// Discard the incoming events, counted in `weir_channel_dropped_events_total{reason="newest"}`.
+    DropNewest,
+    /// Discard the oldest unsent events to make room, counted with `reason="oldest"`.
+    DropOldest,
+}
+
+/// When the disk spool fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every appended batch, before the source may checkpoint: survives power loss.
+    #[default]
+    Batch,
+    /// Every `fsync_interval`: survives a crash of the agent; power loss can
+    /// lose up to one interval of checkpointed data.
+    Interval,
+    /// Never (the OS writes back): survives a crash of the agent, not of the machine.
+    None,
+}
+
+/// A sink's channel, selected by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChannelConfig {
+    /// Durable spool on local disk under `data_dir/spool/<sink id>`.
+    Disk {
+        /// Bound on the spool's bytes on disk.
+        #[serde(default = "default_disk_max")]
+        max_bytes: ByteSize,
+        /// Policy when full.
+        #[serde(default)]
+        when_full: WhenFull,
+        /// `batch` (default), `interval` or `none`.
+        #[serde(default)]
+        fsync: FsyncPolicy,
+        /// Period of the `interval` policy.
+        #[serde(default = "default_fsync_interval", with = "duration")]
+        fsync_interval: Duration,
+        /// Segment file size; default max_bytes/8, between 4KiB and 64MiB.
+        #[serde(default)]
+        segment_bytes: Option<ByteSize>,
+    },
+    /// In memory; lost on restart.
+    Memory {
+        /// Bound on the (estimated) bytes held.
+        #[serde(default = "default_memory_max")]
+        max_bytes: ByteSize,
+        /// Policy when full.
+        #[serde(default)]
+        when_full: WhenFull,
+    },
+}
+
+fn default_disk_max() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_memory_max() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_fsync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig::Disk {
+            max_bytes: default_disk_max(),
+            when_full: WhenFull::Block,
+            fsync: FsyncPolicy::Batch,
+            fsync_interval: default_fsync_interval(),
+            segment_bytes: None,
+        }
+    }
+}
+
+impl ChannelConfig {
+    /// Problems with the values, for `weir validate`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let max = match self {
+            ChannelConfig::Disk { max_bytes, .. } | ChannelConfig::Memory { max_bytes, .. } => {
+                *max_bytes
+            }
+        };
+        if max.bytes() < 4096 {
+            p.push(format!("max_bytes {max} is below the minimum of 4KiB"));
+        }
+        if let ChannelConfig::Disk {
+            segment_bytes: Some(s),
+            ..
+        } = self
+        {
+            if s.bytes() < 1024 || s.bytes() > max.bytes() {
+                p.push(format!(
+                    "segment_bytes {s} must be between 1KiB and max_bytes ({max})"
+                ));
+            }
+        }
+        p
+    }
+}
+
+/// Metrics of one channel.
+#[derive(Clone, Default)]
+pub struct ChannelMetrics {
+    pub events_in: Counter,
+    pub events_out: Counter,
+    pub dropped_newest: Counter,
+    pub dropped_oldest: Counter,
+    pub corrupt: Counter,
+    pub no_space: Counter,
+    pub bytes: Gauge,
+    pub records: Gauge,
+}
+
+impl ChannelMetrics {
+    /// Registers the metrics of the channel in front of `sink`.
+    pub fn register(r: &Registry, sink: &str) -> Self {
+        let l = [("sink", sink)];
+        ChannelMetrics {
+            events_in: r.counter(
+                "weir_channel_events_in_total",
+                "Events written into a sink's channel.",
+                &l,
+            ),
+            events_out: r.counter(
+                "weir_channel_events_acked_total",
+                "Events acknowledged by the sink and released from its channel.",
+                &l,
+            ),
+            dropped_newest: r.counter(
+                "weir_channel_dropped_events_total",
+                "Events dropped because the channel was full.",
+                &[("sink", sink), ("reason", "newest")],
+            ),
+            dropped_oldest: r.counter(
+                "weir_channel_dropped_events_total",
+                "Events dropped because the channel was full.",
+                &[("sink", sink), ("reason", "oldest")],
+            ),
+            corrupt: r.counter(
+                "weir_channel_corrupt_records_total",
+                "Spool records lost to on-disk damage (CRC failures).",
+                &l,
+            ),
+            no_space: r.counter(
+                "weir_channel_no_space_total",
+                "Writes that found the disk full and were retried.",
+                &l,
+            ),
+            bytes: r.gauge("weir_channel_bytes", "Bytes held by the channel.", &l),
+            records: r.gauge(
+                "weir_channel_records",
+                "Records held and not yet acknowledged.",
+                &l,
+            ),
+        }
+    }
+}
+
+enum Backend {
+    Disk(DiskSpool),
+    Memory(MemoryChannel),
+}
+
+struct Inner {
+    name: String,
+    backend: Backend,
+    /// Signalled after an append.
+    data: Notify,
+    /// Signalled after an acknowledgement frees space.
+    space: Notify,
+    metrics: ChannelMetrics,
+    when_full: WhenFull,
+}
+
+/// Why a push did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The agent is shutting down; the events were not (all) taken.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// A handle on a channel, cheap to clone.
+#[derive(Clone)]
+pub struct Channel(Arc<Inner>);
+
+impl Channel {
+    /// Opens the channel of sink `name`; disk spools live in `spool_dir`.
+    pub fn open(
+        name: &str,
+        cfg: &ChannelConfig,
+        spool_dir: &Path,
+        registry: &Registry,
+    ) -> Result<Channel, SpoolError> {
+        let metrics = ChannelMetrics::register(registry, name);
+        let (backend, when_full) = match cfg {
+            ChannelConfig::Disk {
+                max_bytes,
+                when_full,
+                fsync,
+                segment_bytes,
+                ..
+            } => {
+                let seg = segment_bytes
+                    .map(|s| s.bytes())
+                    .unwrap_or((max_bytes.bytes() / 8).clamp(4096, 64 << 20));
+                let opts = DiskOptions {
+                    max_bytes: max_bytes.bytes(),
+                    segment_bytes: seg,
+                    when_full: *when_full,
+                    fsync: *fsync,
+                };
+                (
+                    Backend::Disk(DiskSpool::open(spool_dir, opts, metrics.clone())?),
+                    *when_full,
+                )
+            }
+            ChannelConfig::Memory {
+                max_bytes,
+                when_full,
+            } => (
+                Backend::Memory(MemoryChannel::new(
+                    max_bytes.bytes(),
+                    *when_full,
+                    metrics.clone(),
+                )),
+                *when_full,
+            ),
+        };
+        Ok(Channel(Arc::new(Inner {
+            name: name.to_owned(),
+            backend,
+            data: Notify::new(),
+            space: Notify::new(),
+            metrics,
+            when_full,
+        })))
+    }
+
+    /// The sink this channel feeds.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Metrics handles.
+    pub fn metrics(&self) -> &ChannelMetrics {
+        &self.0.metrics
+    }
+
+    /// Takes all `events`, waiting while full (`block`) or the disk is full.
+    /// Returns only when every event is written (or dropped per policy).
+    pub async fn push(
+        &self,
+        events: Arc<Vec<Event>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PushError> {
+        let mut done = 0usize;
+        let mut backoff = Duration::from_millis(50);
+        while done < events.len() {
+            let inner = self.0.clone();
+            let evs = events.clone();
+            let from = done;
+            let res = tokio::task::spawn_blocking(move || match &inner.backend {
+                Backend::Disk(d) => d.append(&evs[from..]),
+                Backend::Memory(m) => Ok(m.append(&evs[from..])),
+            })
+            .await;
+            match res {
+                Ok(Ok(a)) => {
+                    done += a.consumed;
+                    backoff = Duration::from_millis(50);
+                    if a.consumed > a.dropped_newest {
+                        self.0.data.notify_waiters();
+                        self.0.data.notify_one();
+                    }
+                    if done < events.len() && a.consumed == 0 && self.0.when_full == WhenFull::Block
+                    {
+                        // Full: wait for the sink to acknowledge and free space.
+                        tokio::select! {
+                            _ = self.0.space.notified() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = shutdown.wait_for(|s| *s) => return Err(PushError::Shutdown),
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    if matches!(e, SpoolError::NoSpace { .. }) {
+                        self.0.metrics.no_space.inc();
+                    }
+                    warn!(sink = %self.0.name, error = %e, retry_in = ?backoff, "Spool write failed; holding back the source and retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(jitter(backoff)) => {}
+                        _ = shutdown.wait_for(|s| *s) => return Err(PushError::Shutdown),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(join) => {
+                    warn!(sink = %self.0.name, error = %join, "Spool write task failed; retrying.");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for and returns the next records after the last ones read, or
+    /// `None` at shutdown.
+    pub async fn next_batch(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<(u64, Event)>> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let notified = self.0.data.notified();
+            let inner = self.0.clone();
+            let res = tokio::task::spawn_blocking(move || match &inner.backend {
+                Backend::Disk(d) => d.read(max_events, max_bytes),
+                Backend::Memory(m) => Ok(m.read(max_events, max_bytes)),
+            })
+            .await;
+            match res {
+                Ok(Ok(batch)) if !batch.is_empty() => return Some(batch),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    warn!(sink = %self.0.name, error = %e, "Spool read failed; retrying.");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(e) => {
+                    warn!(sink = %self.0.name, error = %e, "Spool read task failed; retrying.")
+                }
+            }
+            if *shutdown.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = notified => {}
+                // A bound on the wait, in case a notification raced the read.
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+
+    /// Acknowledges every record below `end_id` (persisted for disk spools).
+    pub async fn ack(&self, end_id: u64) -> Result<(), SpoolError> {
+        let inner = self.0.clone();
+        let res = tokio::task::spawn_blocking(move || match &inner.backend {
+            Backend::Disk(d) => d.ack(end_id).map(|_| ()),
+            Backend::Memory(m) => {
+                m.ack(end_id);
+                Ok(())
+            }
+        })
+        .await
+        .unwrap_or(Ok(()));
+        self.0.space.notify_waiters();
+        res
+    }
+
+    /// Restarts reading at the first unacknowledged record (after a sink error).
+    pub fn rewind(&self) {
+        match &self.0.backend {
+            Backend::Disk(d) => d.rewind(),
+            Backend::Memory(m) => m.rewind(),
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5): retries of many agents spread out.
+pub fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    d.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
