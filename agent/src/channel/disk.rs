@@ -26,7 +26,7 @@
 //! are counted. Sealed segments are checked as they are read, with the same
 //! salvage. A damaged spool never stops the agent from starting.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -85,7 +85,24 @@ pub struct Appended {
     pub dropped_newest: usize,
     /// Unacknowledged records deleted under `drop_oldest`.
     pub dropped_oldest: u64,
+    /// Events the spool already held (re-read by a source after a crash).
+    pub skipped: usize,
 }
+
+/// Positions of a source stream for the events of one append: `ends[i]` is
+/// the stream position just past event i (for a file: the byte offset after
+/// its line). The spool commits the last position with the events, in the
+/// same write; an event whose end is at or below the position the spool
+/// already holds is skipped. This is what makes a source's re-read after a
+/// crash (from a checkpoint older than the spool) free of duplicates.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamPos<'a> {
+    pub stream: &'a str,
+    pub ends: &'a [u64],
+}
+
+const COMMIT: u8 = 1;
+const PREAMBLE: u8 = 2;
 
 #[derive(Debug, Clone)]
 struct SegMeta {
@@ -98,6 +115,8 @@ struct SegMeta {
 }
 
 struct Writer {
+    /// Latest position per source stream held by this spool (see `StreamPos`).
+    positions: HashMap<String, u64>,
     file: Option<File>,
     first_id: u64,
     size: u64,
@@ -169,23 +188,32 @@ impl DiskSpool {
             }
         }
         found.sort();
-        let mut segments = VecDeque::new();
-        let count = found.len();
-        for (i, (first_id, path)) in found.into_iter().enumerate() {
-            let meta = if i + 1 == count {
-                recover_segment(dir, first_id, &path, &metrics)?
-            } else {
-                let size = fs::metadata(&path).map_err(io_err(&path))?.len();
-                // Sealed: its end is the next segment's first id; fixed up below.
-                SegMeta {
-                    first_id,
-                    path,
-                    size,
-                    end_id: u64::MAX,
-                }
-            };
-            segments.push_back(meta);
+        // The tail segment is the only one a crash can leave unfinished. An
+        // empty one (created, then the crash before its first write) is
+        // removed so that the segment before it is recovered as the tail.
+        let mut positions = HashMap::new();
+        let mut tail = None;
+        while let Some((first_id, path)) = found.pop() {
+            let (meta, pos) = recover_segment(dir, first_id, &path, &metrics)?;
+            if meta.size == 0 && !found.is_empty() {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            positions = pos;
+            tail = Some(meta);
+            break;
         }
+        let mut segments = VecDeque::new();
+        for (first_id, path) in found {
+            let size = fs::metadata(&path).map_err(io_err(&path))?.len();
+            segments.push_back(SegMeta {
+                first_id,
+                path,
+                size,
+                end_id: u64::MAX,
+            });
+        }
+        segments.extend(tail);
         for i in 0..segments.len().saturating_sub(1) {
             segments[i].end_id = segments[i + 1].first_id;
         }
@@ -216,6 +244,7 @@ impl DiskSpool {
         Ok(DiskSpool {
             dir: dir.to_path_buf(),
             writer: Mutex::new(Writer {
+                positions,
                 file,
                 first_id,
                 size,
@@ -246,56 +275,141 @@ impl DiskSpool {
         lock(&self.shared).total_bytes
     }
 
-    /// Appends as many events from the front of `events` as the policy allows.
-    /// Under `block`, `consumed < events.len()` means "full: wait for space and retry the rest".
-    pub fn append(&self, events: &[Event]) -> Result<Appended, SpoolError> {
+    /// The position this spool holds for a source stream.
+    pub fn position(&self, stream: &str) -> Option<u64> {
+        lock(&self.writer).positions.get(stream).copied()
+    }
+
+    /// Appends as many events from the front of `events` as the policy allows,
+    /// as one transaction: the event records and a commit record in a single
+    /// write (and fsync under `batch`). Under `block`, `consumed < events.len()`
+    /// means "full: wait for space and retry the rest".
+    pub fn append(
+        &self,
+        events: &[Event],
+        pos: Option<StreamPos<'_>>,
+    ) -> Result<Appended, SpoolError> {
+        let pos = pos.filter(|p| p.ends.len() == events.len());
         let mut w = lock(&self.writer);
         let mut out = Appended::default();
-        let mut w_buf = std::mem::take(&mut w.buf);
-        w_buf.clear();
+        let held = pos.and_then(|p| w.positions.get(p.stream).copied());
+        let mut frames = std::mem::take(&mut w.buf);
+        frames.clear();
+        let mut scratch = std::mem::take(&mut w.scratch);
         let mut id = w.next_id;
-        let mut pending = 0u64;
-        for e in events {
-            w.scratch.clear();
-            let mut scratch = std::mem::take(&mut w.scratch);
+        let mut last_end: Option<u64> = None;
+        // Room for the commit record and, if this append rolls, the preamble.
+        let control = |names: &mut dyn Iterator<Item = usize>| {
+            names.map(|n| n as u64 + 18).sum::<u64>() + frame::HEADER as u64 + 10
+        };
+        let overhead = control(&mut pos.map(|p| p.stream.len()).into_iter())
+            + control(&mut w.positions.keys().map(|k| k.len()));
+        for (i, e) in events.iter().enumerate() {
+            let end = pos.map(|p| p.ends[i]);
+            if let (Some(h), Some(end)) = (held, end) {
+                if end <= h {
+                    out.consumed += 1;
+                    out.skipped += 1;
+                    continue;
+                }
+            }
+            scratch.clear();
             codec::encode(e, &mut scratch);
             let need = (frame::HEADER + scratch.len()) as u64;
-            // Roll when this record would overflow the segment.
-            if w.size + pending + need > self.opts.segment_bytes && w.size + pending > 0 {
-                if pending > 0 {
-                    self.flush_pending(&mut w, &w_buf, id)?;
-                    w_buf.clear();
-                    pending = 0;
+            if !self.reserve(need, frames.len() as u64 + overhead, &mut out) {
+                if self.opts.when_full == WhenFull::Block {
+                    break;
                 }
-                self.roll(&mut w)?;
+                out.consumed += 1;
+                out.dropped_newest += 1;
+                last_end = end;
+                continue;
             }
-            if !self.reserve(need, pending, &mut out) {
-                w.scratch = scratch;
-                match self.opts.when_full {
-                    WhenFull::Block => break,
-                    WhenFull::DropNewest | WhenFull::DropOldest => {
-                        out.consumed += 1;
-                        out.dropped_newest += 1;
-                        continue;
-                    }
-                }
-            }
-            frame::put(&mut w_buf, id, &scratch);
-            w.scratch = scratch;
+            frame::put(&mut frames, id, &scratch);
             id += 1;
-            pending += need;
             out.consumed += 1;
+            last_end = end;
         }
-        if pending > 0 {
-            self.flush_pending(&mut w, &w_buf, id)?;
+        w.scratch = scratch;
+        let advanced = match (pos, last_end) {
+            (Some(p), Some(end)) => Some((p.stream, end)),
+            _ => None,
+        };
+        if frames.is_empty() && advanced.is_none() {
+            w.buf = frames;
+            return Ok(out);
         }
-        w.buf = w_buf;
-        let written = out.consumed - out.dropped_newest;
+        let res = self.commit(&mut w, &mut frames, id, advanced);
+        w.buf = frames;
+        res?;
+        let written = out.consumed - out.dropped_newest - out.skipped;
         self.metrics.events_in.add(written as u64);
-        if out.dropped_newest > 0 {
-            self.metrics.dropped_newest.add(out.dropped_newest as u64);
-        }
+        self.metrics.dropped_newest.add(out.dropped_newest as u64);
         Ok(out)
+    }
+
+    /// Writes `frames` (events with ids up to `end_id`) and a commit record as one write.
+    fn commit(
+        &self,
+        w: &mut Writer,
+        frames: &mut Vec<u8>,
+        end_id: u64,
+        advanced: Option<(&str, u64)>,
+    ) -> Result<(), SpoolError> {
+        // Roll before writing, so that an append never spans two segments and
+        // a segment's records after its last commit are exactly one torn append.
+        let mut prefix = Vec::new();
+        if w.file.is_none()
+            || (w.size > 0 && w.size + frames.len() as u64 > self.opts.segment_bytes)
+        {
+            self.roll(w)?;
+            if !w.positions.is_empty() {
+                // The new segment starts with every stream's position, so
+                // recovery needs to read only the last segment.
+                let mut it = w.positions.iter().map(|(k, v)| (k.as_str(), *v));
+                frame::put_control(&mut prefix, w.next_id, PREAMBLE, &mut it);
+            }
+        }
+        let mut it = advanced.into_iter();
+        frame::put_control(frames, end_id, COMMIT, &mut it);
+        let path = seg_path(&self.dir, w.first_id);
+        let Some(file) = w.file.as_mut() else {
+            unreachable!("roll opened a segment")
+        };
+        let data: std::borrow::Cow<[u8]> = if prefix.is_empty() {
+            std::borrow::Cow::Borrowed(frames.as_slice())
+        } else {
+            prefix.extend_from_slice(frames);
+            std::borrow::Cow::Owned(prefix)
+        };
+        // One write: a crash of the process cannot split it. A partial write
+        // (ENOSPC mid-way) is cut back so the segment ends on a commit.
+        let res = file.write_all(&data).and_then(|_| {
+            if self.opts.fsync == FsyncPolicy::Batch {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
+            let _ = file.set_len(w.size);
+            return Err(io_err(&path)(e));
+        }
+        w.size += data.len() as u64;
+        let added = end_id - w.next_id;
+        w.next_id = end_id;
+        if let Some((stream, end)) = advanced {
+            w.positions.insert(stream.to_owned(), end);
+        }
+        let mut s = lock(&self.shared);
+        s.total_bytes += data.len() as u64;
+        if let Some(last) = s.segments.back_mut() {
+            last.size = w.size;
+            last.end_id = end_id;
+        }
+        self.metrics.bytes.set(s.total_bytes as i64);
+        self.metrics.records.add(added as i64);
+        Ok(())
     }
 
     /// Checks that `need` more bytes (beyond `already` reserved in this call) fit,
@@ -327,42 +441,15 @@ impl DiskSpool {
         s.total_bytes + already + need <= self.opts.max_bytes
     }
 
-    fn flush_pending(&self, w: &mut Writer, buf: &[u8], end_id: u64) -> Result<(), SpoolError> {
-        if w.file.is_none() {
-            let first = w.next_id;
-            self.start_segment(w, first)?;
-        }
-        let path = seg_path(&self.dir, w.first_id);
-        let Some(file) = w.file.as_mut() else {
-            unreachable!("segment opened above")
-        };
-        if let Err(e) = file.write_all(buf) {
-            // Cut a partial write back to the record boundary so the segment
-            // stays well-formed; the caller retries (ENOSPC) or reports.
-            let _ = file.set_len(w.size);
-            return Err(io_err(&path)(e));
-        }
-        if self.opts.fsync == FsyncPolicy::Batch {
-            if let Err(e) = file.sync_data() {
-                let _ = file.set_len(w.size);
-                return Err(io_err(&path)(e));
+    /// Seals the active segment (if any) and starts a new one at the next id.
+    fn roll(&self, w: &mut Writer) -> Result<(), SpoolError> {
+        if let Some(f) = w.file.take() {
+            if self.opts.fsync != FsyncPolicy::None {
+                f.sync_data()
+                    .map_err(io_err(&seg_path(&self.dir, w.first_id)))?;
             }
         }
-        w.size += buf.len() as u64;
-        let added = end_id - w.next_id;
-        w.next_id = end_id;
-        let mut s = lock(&self.shared);
-        s.total_bytes += buf.len() as u64;
-        if let Some(last) = s.segments.back_mut() {
-            last.size = w.size;
-            last.end_id = end_id;
-        }
-        self.metrics.bytes.set(s.total_bytes as i64);
-        self.metrics.records.add(added as i64);
-        Ok(())
-    }
-
-    fn start_segment(&self, w: &mut Writer, first_id: u64) -> Result<(), SpoolError> {
+        let first_id = w.next_id;
         let path = seg_path(&self.dir, first_id);
         let f = OpenOptions::new()
             .create(true)
@@ -375,27 +462,21 @@ impl DiskSpool {
                 .and_then(|d| d.sync_all())
                 .map_err(io_err(&self.dir))?;
         }
-        w.file = Some(f);
-        w.first_id = first_id;
-        w.size = 0;
-        lock(&self.shared).segments.push_back(SegMeta {
+        let mut s = lock(&self.shared);
+        // Reopening after recovery may find the last segment empty and still listed.
+        if s.segments.back().is_some_and(|l| l.first_id == first_id) {
+            s.segments.pop_back();
+        }
+        s.segments.push_back(SegMeta {
             first_id,
             path,
             size: 0,
             end_id: first_id,
         });
+        w.file = Some(f);
+        w.first_id = first_id;
+        w.size = 0;
         Ok(())
-    }
-
-    fn roll(&self, w: &mut Writer) -> Result<(), SpoolError> {
-        if let Some(f) = w.file.take() {
-            if self.opts.fsync != FsyncPolicy::None {
-                f.sync_data()
-                    .map_err(io_err(&seg_path(&self.dir, w.first_id)))?;
-            }
-        }
-        let next = w.next_id;
-        self.start_segment(w, next)
     }
 
     /// Reads up to `max_events` visible records (and about `max_bytes`) after the last one read.
@@ -460,9 +541,14 @@ impl DiskSpool {
             hint = 0;
             while at < buf.len() && out.len() < max_events && bytes < max_bytes {
                 match frame::parse(&buf[at..]) {
-                    Parsed::Record { id, payload, len } => {
+                    Parsed::Record {
+                        id,
+                        payload,
+                        len,
+                        control,
+                    } => {
                         at += len;
-                        if id < r.next_id {
+                        if control || id < r.next_id {
                             continue;
                         }
                         // A gap inside a segment was counted where it arose
@@ -511,7 +597,10 @@ impl DiskSpool {
         match frame::resync(&data[..end], from + 1, r.next_id.checked_sub(1)) {
             Some(p) => {
                 error!(path = %seg.path.display(), at = from, resume = p, "Damaged spool record; skipping to the next valid one.");
-                if let Parsed::Record { id, .. } = frame::parse(&data[p..end]) {
+                if let Parsed::Record {
+                    id, control: false, ..
+                } = frame::parse(&data[p..end])
+                {
                     if id > r.next_id {
                         self.count_lost(seg, id - r.next_id);
                         r.next_id = id;
@@ -615,25 +704,51 @@ fn read_ack(f: &File) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Scans the tail segment: truncates a torn tail, or salvages around damage.
+/// Scans the tail segment: keeps every valid record up to the last commit,
+/// salvaging around damage; returns its metadata and the stream positions its
+/// preamble and commits record.
 fn recover_segment(
     dir: &Path,
     first_id: u64,
     path: &Path,
     metrics: &ChannelMetrics,
-) -> Result<SegMeta, SpoolError> {
+) -> Result<(SegMeta, HashMap<String, u64>), SpoolError> {
     let data = fs::read(path).map_err(io_err(path))?;
+    let mut positions = HashMap::new();
+    // (position, length) of valid records, and how many of them end at a commit.
     let mut good: Vec<(usize, usize)> = Vec::new();
+    let mut committed = 0usize;
+    let mut committed_id = first_id;
     let mut at = 0usize;
     let mut expect = first_id;
     let mut lost = 0u64;
     let mut damaged = false;
     while at < data.len() {
         match frame::parse(&data[at..]) {
-            Parsed::Record { id, len, .. } if id >= expect => {
+            Parsed::Record {
+                id,
+                len,
+                control: false,
+                ..
+            } if id >= expect => {
                 lost += id - expect;
                 good.push((at, len));
                 expect = id + 1;
+                at += len;
+            }
+            Parsed::Record {
+                len,
+                control: true,
+                payload,
+                ..
+            } => {
+                for (stream, p) in frame::control_positions(payload).unwrap_or_default() {
+                    let e = positions.entry(stream).or_insert(p);
+                    *e = (*e).max(p);
+                }
+                good.push((at, len));
+                committed = good.len();
+                committed_id = expect;
                 at += len;
             }
             _ => match frame::resync(&data, at + 1, expect.checked_sub(1)) {
@@ -645,7 +760,17 @@ fn recover_segment(
             },
         }
     }
+    // Records after the last commit are an append that never returned to its
+    // source: the source will read them again, so they are dropped here.
+    let uncommitted = good.len() - committed;
+    good.truncate(committed);
     let valid_end = good.last().map_or(0, |&(a, l)| a + l);
+    let meta = |size: usize| SegMeta {
+        first_id,
+        path: path.to_path_buf(),
+        size: size as u64,
+        end_id: committed_id,
+    };
     if damaged {
         // Records follow the damage: rewrite the good ones, keep the original aside.
         let q = dir.join("quarantine");
@@ -663,12 +788,7 @@ fn recover_segment(
         metrics.corrupt.add(lost.max(1));
         error!(path = %path.display(), salvaged = good.len(), lost, quarantined = %q.join(&name).display(),
             "Spool segment was damaged: salvaged its good records and quarantined the original.");
-        return Ok(SegMeta {
-            first_id,
-            path: path.to_path_buf(),
-            size: clean.len() as u64,
-            end_id: expect,
-        });
+        return Ok((meta(clean.len()), positions));
     }
     if valid_end < data.len() {
         let f = OpenOptions::new()
@@ -678,15 +798,10 @@ fn recover_segment(
         f.set_len(valid_end as u64)
             .and_then(|_| f.sync_all())
             .map_err(io_err(path))?;
-        warn!(path = %path.display(), bytes = data.len() - valid_end, records = good.len(),
-            "Truncated a torn spool tail to the last good record.");
+        warn!(path = %path.display(), bytes = data.len() - valid_end, uncommitted_records = uncommitted,
+            "Truncated an unfinished append from the spool tail; its source reads those events again.");
     }
-    Ok(SegMeta {
-        first_id,
-        path: path.to_path_buf(),
-        size: valid_end as u64,
-        end_id: expect,
-    })
+    Ok((meta(valid_end), positions))
 }
 
 #[cfg(test)]
@@ -734,7 +849,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), opts(1 << 20, 4096, WhenFull::Block));
         let evs: Vec<Event> = (0..100).map(ev).collect();
-        assert_eq!(s.append(&evs).unwrap().consumed, 100);
+        assert_eq!(s.append(&evs, None).unwrap().consumed, 100);
         let b = s.read(30, usize::MAX).unwrap();
         assert_eq!(b.len(), 30);
         s.ack(b[29].0 + 1).unwrap();
@@ -748,7 +863,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         // New records continue the id sequence.
-        s.append(&[ev(100)]).unwrap();
+        s.append(&[ev(100)], None).unwrap();
         assert_eq!(
             s.read(10, usize::MAX).unwrap()[0].0,
             rest.last().unwrap().0 + 1
@@ -759,7 +874,10 @@ mod tests {
     fn acknowledged_segments_are_deleted_and_space_freed() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
-        s.append(&(0..200).map(ev).collect::<Vec<_>>()).unwrap();
+        for k in 0..20 {
+            s.append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+                .unwrap();
+        }
         let before = s.total_bytes();
         let b = s.read(1000, usize::MAX).unwrap();
         assert!(s.ack(b.last().unwrap().0 + 1).unwrap() > 0);
@@ -776,7 +894,8 @@ mod tests {
     fn torn_tail_is_truncated_to_the_last_good_record() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
-        s.append(&(0..10).map(ev).collect::<Vec<_>>()).unwrap();
+        s.append(&(0..10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
         drop(s);
         let seg = last_segment(dir.path());
         let good_len = fs::metadata(&seg).unwrap().len();
@@ -788,7 +907,7 @@ mod tests {
         let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
         assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
         assert_eq!(s.read(100, usize::MAX).unwrap().len(), 10);
-        s.append(&[ev(10)]).unwrap();
+        s.append(&[ev(10)], None).unwrap();
         assert_eq!(s.read(100, usize::MAX).unwrap()[0].0, 10);
     }
 
@@ -796,7 +915,8 @@ mod tests {
     fn damaged_record_in_the_tail_is_quarantined_and_the_rest_salvaged() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
-        s.append(&(0..10).map(ev).collect::<Vec<_>>()).unwrap();
+        s.append(&(0..10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
         drop(s);
         let seg = last_segment(dir.path());
         let mut data = fs::read(&seg).unwrap();
@@ -827,7 +947,10 @@ mod tests {
         let m = ChannelMetrics::default();
         let s =
             DiskSpool::open(dir.path(), opts(1 << 20, 2048, WhenFull::Block), m.clone()).unwrap();
-        s.append(&(0..100).map(ev).collect::<Vec<_>>()).unwrap();
+        for k in 0..10 {
+            s.append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+                .unwrap();
+        }
         let first = dir.path().join(format!("{:020}.spool", 0));
         let mut data = fs::read(&first).unwrap();
         data[frame::HEADER + 2] ^= 0xff; // payload of record 0
@@ -842,12 +965,14 @@ mod tests {
     fn block_policy_takes_only_what_fits() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path(), opts(4096, 1024, WhenFull::Block));
-        let a = s.append(&(0..1000).map(ev).collect::<Vec<_>>()).unwrap();
+        let a = s
+            .append(&(0..1000).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
         assert!(a.consumed > 0 && a.consumed < 1000);
         assert_eq!(a.dropped_newest, 0);
         assert!(s.total_bytes() <= 4096);
         assert_eq!(
-            s.append(&[ev(0)]).unwrap().consumed,
+            s.append(&[ev(0)], None).unwrap().consumed,
             0,
             "full until acknowledged"
         );
@@ -863,7 +988,9 @@ mod tests {
             m.clone(),
         )
         .unwrap();
-        let a = s.append(&(0..1000).map(ev).collect::<Vec<_>>()).unwrap();
+        let a = s
+            .append(&(0..1000).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
         assert_eq!(a.consumed, 1000);
         let kept = s.read(10_000, usize::MAX).unwrap().len();
         assert_eq!(kept + a.dropped_newest, 1000);
@@ -880,10 +1007,92 @@ mod tests {
             m.clone(),
         )
         .unwrap();
-        s.append(&(0..1000).map(ev).collect::<Vec<_>>()).unwrap();
+        for k in 0..100 {
+            let a = s
+                .append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+                .unwrap();
+            assert_eq!(a.dropped_newest, 0);
+        }
         let got = s.read(10_000, usize::MAX).unwrap();
         assert_eq!(got.last().unwrap().1.message(), Some("line number 999"));
         assert_eq!(got.len() as u64 + m.dropped_oldest.get(), 1000);
         assert!(s.total_bytes() <= 4096);
+    }
+
+    #[test]
+    fn an_append_without_its_commit_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+        s.append(&(0..5).map(ev).collect::<Vec<_>>(), None).unwrap();
+        drop(s);
+        // Simulate a crash mid-append: event frames reached the file, the commit did not.
+        let mut half = Vec::new();
+        frame::put(&mut half, 5, b"whatever");
+        frame::put(&mut half, 6, b"whatever");
+        OpenOptions::new()
+            .append(true)
+            .open(last_segment(dir.path()))
+            .unwrap()
+            .write_all(&half)
+            .unwrap();
+        let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+        assert_eq!(s.read(100, usize::MAX).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn events_reread_after_a_crash_are_not_spooled_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+        let evs: Vec<Event> = (0..30).map(ev).collect();
+        let ends: Vec<u64> = (1..=30).map(|i| i * 100).collect();
+        s.append(
+            &evs[..20],
+            Some(StreamPos {
+                stream: "f/1",
+                ends: &ends[..20],
+            }),
+        )
+        .unwrap();
+        // Fill a few segments with another stream so the position must survive rolls.
+        for k in 0..10 {
+            let other: Vec<Event> = (0..10)
+                .map(|i| Event::from_message(format!("other {k} {i}"), Metadata::default()))
+                .collect();
+            s.append(
+                &other,
+                Some(StreamPos {
+                    stream: "f/2",
+                    ends: &[1; 10].map(|x: u64| x + k),
+                }),
+            )
+            .unwrap();
+        }
+        drop(s);
+        let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+        assert_eq!(s.position("f/1"), Some(2000));
+        // The source's checkpoint was older: it reads from event 10 again.
+        let a = s
+            .append(
+                &evs[10..],
+                Some(StreamPos {
+                    stream: "f/1",
+                    ends: &ends[10..],
+                }),
+            )
+            .unwrap();
+        assert_eq!((a.consumed, a.skipped), (20, 10));
+        let all: Vec<String> = s
+            .read(10_000, usize::MAX)
+            .unwrap()
+            .iter()
+            .filter_map(|(_, e)| e.message().map(str::to_owned))
+            .collect();
+        for i in 0..30 {
+            let n = all
+                .iter()
+                .filter(|m| **m == format!("line number {i}"))
+                .count();
+            assert_eq!(n, 1, "line {i}");
+        }
     }
 }

@@ -1,11 +1,17 @@
 //! Record framing of spool segments.
 //!
 //! ```text
-//! 0   len   u32 LE   payload bytes
+//! 0   len   u32 LE   payload bytes; bit 31 set marks a control record
 //! 4   crc   u32 LE   CRC-32C of bytes 8..16+len (id and payload)
 //! 8   id    u64 LE   record id: dense, increasing within a spool
-//! 16  payload        weir_core::codec encoding of one event
+//! 16  payload        event record: weir_core::codec encoding of one event
+//!                    control record: u8 kind (1 commit, 2 preamble), varint n,
+//!                    n × (varint len, stream name, u64 LE position)
 //! ```
+//!
+//! A control record does not consume an id: it carries the id of the next
+//! event. Every append ends with a commit record, so the records after the
+//! last commit in a segment are an append that never completed.
 //!
 //! The id is inside the frame (and the CRC) so that a reader can resynchronise
 //! after a damaged region, know exactly which ids were lost, and never take a
@@ -16,11 +22,74 @@ pub const HEADER: usize = 16;
 /// Largest payload accepted; anything larger in a header is corruption.
 pub const MAX_PAYLOAD: usize = 64 << 20;
 
-/// Appends one framed record to `out`.
+const CONTROL: u32 = 1 << 31;
+
+/// Appends one framed event record to `out`.
 pub fn put(out: &mut Vec<u8>, id: u64, payload: &[u8]) {
+    put_raw(out, id, payload, 0);
+}
+
+/// Appends a control record (commit or preamble) listing stream positions.
+pub fn put_control(
+    out: &mut Vec<u8>,
+    id: u64,
+    kind: u8,
+    positions: &mut dyn Iterator<Item = (&str, u64)>,
+) {
+    let mut payload = vec![kind];
+    let entries: Vec<(&str, u64)> = positions.collect();
+    put_varint(&mut payload, entries.len() as u64);
+    for (name, pos) in entries {
+        put_varint(&mut payload, name.len() as u64);
+        payload.extend_from_slice(name.as_bytes());
+        payload.extend_from_slice(&pos.to_le_bytes());
+    }
+    put_raw(out, id, &payload, CONTROL);
+}
+
+/// Decodes a control record's positions; `None` if malformed.
+pub fn control_positions(payload: &[u8]) -> Option<Vec<(String, u64)>> {
+    let mut at = 1usize;
+    let n = get_varint(payload, &mut at)?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let len = get_varint(payload, &mut at)? as usize;
+        let name = std::str::from_utf8(payload.get(at..at.checked_add(len)?)?)
+            .ok()?
+            .to_owned();
+        at += len;
+        let b: [u8; 8] = payload.get(at..at + 8)?.try_into().ok()?;
+        at += 8;
+        out.push((name, u64::from_le_bytes(b)));
+    }
+    Some(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn put_raw(out: &mut Vec<u8>, id: u64, payload: &[u8], flags: u32) {
     let idb = id.to_le_bytes();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&idb), payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32 | flags).to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&idb);
     out.extend_from_slice(payload);
@@ -29,11 +98,12 @@ pub fn put(out: &mut Vec<u8>, id: u64, payload: &[u8]) {
 /// What lies at a position of a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed<'a> {
-    /// A valid record.
+    /// A valid record; `control` for commit and preamble records.
     Record {
         id: u64,
         payload: &'a [u8],
         len: usize,
+        control: bool,
     },
     /// Not enough bytes to tell (the end of the data so far).
     Incomplete,
@@ -46,7 +116,9 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < HEADER {
         return Parsed::Incomplete;
     }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let raw = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let control = raw & CONTROL != 0;
+    let len = (raw & !CONTROL) as usize;
     if len > MAX_PAYLOAD {
         return Parsed::Corrupt;
     }
@@ -64,6 +136,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         id: u64::from_le_bytes(idb),
         payload: &buf[HEADER..HEADER + len],
         len: HEADER + len,
+        control,
     }
 }
 
@@ -95,9 +168,34 @@ mod tests {
     }
 
     #[test]
+    fn control_records_round_trip_their_positions() {
+        let mut buf = Vec::new();
+        put_control(
+            &mut buf,
+            9,
+            1,
+            &mut [("src/a", 10u64), ("src/b", 77)].into_iter(),
+        );
+        match parse(&buf) {
+            Parsed::Record {
+                id: 9,
+                control: true,
+                payload,
+                ..
+            } => {
+                assert_eq!(
+                    control_positions(payload).unwrap(),
+                    vec![("src/a".to_owned(), 10), ("src/b".to_owned(), 77)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_huge_length_is_corruption_not_an_allocation() {
         let mut buf = vec![0xff; 32];
-        buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        buf[..4].copy_from_slice(&(u32::MAX >> 1).to_le_bytes());
         assert_eq!(parse(&buf), Parsed::Corrupt);
     }
 }

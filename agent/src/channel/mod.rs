@@ -295,7 +295,7 @@ impl Channel {
             let evs = events.clone();
             let from = done;
             let res = tokio::task::spawn_blocking(move || match &inner.backend {
-                Backend::Disk(d) => d.append(&evs[from..]),
+                Backend::Disk(d) => d.append(&evs[from..], None),
                 Backend::Memory(m) => Ok(m.append(&evs[from..])),
             })
             .await;
