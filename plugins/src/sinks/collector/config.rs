@@ -1,0 +1,117 @@
+//! Configuration of the `collector` sink.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_core::record::Compression;
+use weir_core::units::{duration, ByteSize};
+
+/// Replicates a sink's channel to a `weir-collector`, exactly once per record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSinkConfig {
+    /// Base URL of the collector, e.g. `http://collector:7400`.
+    pub url: String,
+    /// Topic to write to; created on first use.
+    pub topic: String,
+    /// Partitions to create the topic with if it does not exist; the collector's default otherwise.
+    #[serde(default)]
+    pub partitions: Option<u32>,
+    /// How records are grouped into batches.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// `zstd` (default) or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Batches sent before the oldest is acknowledged; sequence numbers keep them in order.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Timeout of one request.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// First retry delay; doubles up to `max_backoff`, with jitter.
+    #[serde(default = "default_initial_backoff", with = "duration")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff", with = "duration")]
+    pub max_backoff: Duration,
+}
+
+/// Batch limits: a batch is sent when any is reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most events in one batch.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Most bytes (of spool records) in one batch.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Longest a partial batch waits for more events.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_in_flight() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_events() -> usize {
+    10_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+
+impl CollectorSinkConfig {
+    /// Value problems serde cannot catch.
+    pub fn value_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            p.push(format!(
+                "url: {:?} must start with http:// or https://",
+                self.url
+            ));
+        }
+        if !weir_core::protocol::valid_name(&self.topic) {
+            p.push(format!(
+                "topic: {:?} must be 1-200 letters, digits, '.', '_' or '-'",
+                self.topic
+            ));
+        }
+        if self.partitions == Some(0) {
+            p.push("partitions: must be at least 1".to_owned());
+        }
+        if self.batch.max_events == 0 || self.batch.max_events > 1_000_000 {
+            p.push("batch.max_events: must be between 1 and 1000000".to_owned());
+        }
+        if self.batch.max_bytes.bytes() < 1024 || self.batch.max_bytes.bytes() > (15 << 20) {
+            p.push("batch.max_bytes: must be between 1KiB and 15MiB (the collector's request limit is 16MiB)".to_owned());
+        }
+        if !(1..=16).contains(&self.max_in_flight) {
+            p.push("max_in_flight: must be between 1 and 16".to_owned());
+        }
+        p
+    }
+}

@@ -1,0 +1,442 @@
+//! The `collector` sink: replicates its channel to a `weir-collector`.
+//!
+//! Records are grouped into RecordBatch v2 batches stamped with this sink's
+//! producer id, epoch and per-partition sequence numbers. Each batch is
+//! journaled before it is sent (`journal.rs`), up to `max_in_flight` are sent
+//! at once, and the channel is acknowledged strictly in order as the collector
+//! confirms each batch durable. Retries resend the identical batch, so the
+//! collector appends every record exactly once.
+
+pub mod config;
+pub mod journal;
+mod send;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use weir_core::partition;
+use weir_core::protocol::{CreateTopic, ProducerPosition, TopicInfo};
+use weir_core::Event;
+
+pub use config::CollectorSinkConfig;
+use journal::{Entry, Journal, Producer};
+use send::{Outcome, Sender};
+
+use crate::component::{BuildError, ComponentError, SinkConfig, SinkContext, Task};
+
+impl SinkConfig for CollectorSinkConfig {
+    fn problems(&self) -> Vec<String> {
+        self.value_problems()
+    }
+
+    fn build(&self, ctx: SinkContext) -> Result<Task, BuildError> {
+        let problems = self.value_problems();
+        if !problems.is_empty() {
+            return Err(BuildError(problems.join("; ")));
+        }
+        let sender = Sender::new(self, &ctx).map_err(|e| BuildError(e.to_string()))?;
+        let sink = CollectorSink {
+            cfg: self.clone(),
+            ctx,
+            sender: Arc::new(sender),
+            journal: Journal::default(),
+            buffer: VecDeque::new(),
+            rr: 0,
+        };
+        Ok(Box::pin(sink.run()))
+    }
+}
+
+struct CollectorSink {
+    cfg: CollectorSinkConfig,
+    ctx: SinkContext,
+    sender: Arc<Sender>,
+    journal: Journal,
+    /// Records read from the channel and not yet put in a batch.
+    buffer: VecDeque<(u64, Event)>,
+    rr: u32,
+}
+
+struct InFlight {
+    entry: Entry,
+    task: tokio::task::JoinHandle<Outcome>,
+    /// The batch's events, kept to resend them under a new epoch if needed.
+    events: Arc<Vec<Event>>,
+}
+
+impl CollectorSink {
+    async fn run(mut self) -> Result<(), ComponentError> {
+        let state = self.ctx.state.clone();
+        let id = self.ctx.id.clone();
+        self.journal = blocking(move || Journal::load(&state, &id)).await?;
+        if self.journal.producer.is_none() {
+            use rand::Rng;
+            self.journal.producer = Some(Producer {
+                id: rand::thread_rng().gen_range(1..i64::MAX),
+                epoch: 0,
+            });
+            self.save().await?;
+        }
+        let Some(partitions) = self.ensure_topic().await else {
+            return Ok(());
+        };
+        if self.journal.partitions != partitions {
+            if !self.journal.inflight.is_empty() {
+                warn!(sink = %self.ctx.id, was = self.journal.partitions, now = partitions, "Partition count changed; starting a new producer epoch.");
+                self.journal.bump_epoch();
+            }
+            self.journal.partitions = partitions;
+            self.save().await?;
+        }
+        self.check_fencing().await;
+        let acked = Arc::new(AtomicU64::new(0));
+        let mut pending: VecDeque<InFlight> = VecDeque::new();
+        // Resend what was in flight at the last stop, exactly as it was.
+        let replay = std::mem::take(&mut self.journal.inflight);
+        for entry in replay {
+            let Some(events) = self.take_range(entry.start, entry.end).await else {
+                if *self.ctx.shutdown.borrow() {
+                    return Ok(());
+                }
+                warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel; starting a new producer epoch.");
+                self.journal.bump_epoch();
+                break;
+            };
+            if pending.is_empty() {
+                acked.store(entry.start, Ordering::SeqCst);
+            }
+            self.journal.inflight.push(entry.clone());
+            let events = Arc::new(events);
+            let task = self.sender.spawn(
+                entry.clone(),
+                self.journal.partitions,
+                self.producer(),
+                events.clone(),
+                acked.clone(),
+                self.ctx.shutdown.clone(),
+            );
+            pending.push_back(InFlight {
+                entry,
+                task,
+                events,
+            });
+        }
+        loop {
+            // Acknowledge finished batches in order; wait when the window is full.
+            while let Some(head) = pending.front() {
+                if !(head.task.is_finished() || pending.len() >= self.cfg.max_in_flight) {
+                    break;
+                }
+                let Some(InFlight {
+                    entry,
+                    task,
+                    events,
+                }) = pending.pop_front()
+                else {
+                    break;
+                };
+                match task.await.unwrap_or(Outcome::Shutdown) {
+                    Outcome::Acked => {
+                        self.ctx
+                            .input
+                            .ack(entry.end)
+                            .await
+                            .map_err(ComponentError)?;
+                        acked.store(entry.end, Ordering::SeqCst);
+                        self.journal.inflight.retain(|e| e.start >= entry.end);
+                    }
+                    Outcome::Shutdown => return self.stop(pending).await,
+                    Outcome::Rejected(why) => {
+                        // The collector lost our sequence (restored or wiped) or
+                        // fenced this epoch: resend everything in flight under a new epoch.
+                        warn!(sink = %self.ctx.id, reason = %why, "Collector refused our sequence; resending in-flight batches under a new producer epoch.");
+                        let mut all = vec![(entry, events)];
+                        for f in pending.drain(..) {
+                            f.task.abort();
+                            all.push((f.entry, f.events));
+                        }
+                        self.journal.bump_epoch();
+                        acked.store(all[0].0.start, Ordering::SeqCst);
+                        for (entry, events) in all {
+                            let entry = self.plan(entry.start, entry.end, &events);
+                            pending.push_back(self.dispatch(entry, events, &acked).await?);
+                        }
+                    }
+                }
+            }
+            let Some(events) = self.fill().await else {
+                return self.stop(pending).await;
+            };
+            if events.is_empty() {
+                continue;
+            }
+            let start = events[0].0;
+            let end = events[events.len() - 1].0 + 1;
+            let events: Arc<Vec<Event>> = Arc::new(events.into_iter().map(|(_, e)| e).collect());
+            if pending.is_empty() {
+                acked.store(start, Ordering::SeqCst);
+            }
+            let entry = self.plan(start, end, &events);
+            pending.push_back(self.dispatch(entry, events, &acked).await?);
+        }
+    }
+
+    fn producer(&self) -> Producer {
+        self.journal
+            .producer
+            .unwrap_or(Producer { id: -1, epoch: -1 })
+    }
+
+    /// Chooses partitions and sequences for a batch.
+    fn plan(&mut self, start: u64, end: u64, events: &[Event]) -> Entry {
+        let n = self.journal.partitions.max(1);
+        let keyless_partition = self.rr % n;
+        self.rr = self.rr.wrapping_add(1);
+        let mut counts: BTreeMap<u32, i32> = BTreeMap::new();
+        for e in events {
+            *counts
+                .entry(partition_of(e, n, keyless_partition))
+                .or_default() += 1;
+        }
+        let mut base_seqs = BTreeMap::new();
+        for (p, c) in counts {
+            let next = self.journal.next_seq.entry(p).or_insert(0);
+            base_seqs.insert(p, *next);
+            *next = weir_core::batch::wrapping_seq_add(*next, c);
+        }
+        Entry {
+            start,
+            end,
+            keyless_partition,
+            base_seqs,
+        }
+    }
+
+    /// Journals a planned batch, then starts sending it.
+    async fn dispatch(
+        &mut self,
+        entry: Entry,
+        events: Arc<Vec<Event>>,
+        acked: &Arc<AtomicU64>,
+    ) -> Result<InFlight, ComponentError> {
+        self.journal.inflight.push(entry.clone());
+        self.save().await?;
+        let task = self.sender.spawn(
+            entry.clone(),
+            self.journal.partitions,
+            self.producer(),
+            events.clone(),
+            acked.clone(),
+            self.ctx.shutdown.clone(),
+        );
+        Ok(InFlight {
+            entry,
+            task,
+            events,
+        })
+    }
+
+    async fn save(&self) -> Result<(), ComponentError> {
+        let state = self.ctx.state.clone();
+        let id = self.ctx.id.clone();
+        let j = self.journal.clone();
+        blocking(move || j.save(&state, &id)).await
+    }
+
+    /// Reads the next batch: waits for a first record, then up to `batch.timeout` to fill it.
+    async fn fill(&mut self) -> Option<Vec<(u64, Event)>> {
+        let max_events = self.cfg.batch.max_events;
+        let max_bytes = self.cfg.batch.max_bytes.bytes() as usize;
+        let mut out: Vec<(u64, Event)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            while out.len() < max_events && bytes < max_bytes {
+                let Some(item) = self.buffer.pop_front() else {
+                    break;
+                };
+                bytes += approx_bytes(&item.1);
+                out.push(item);
+            }
+            if out.len() >= max_events || bytes >= max_bytes {
+                return Some(out);
+            }
+            let wait = match deadline {
+                None if out.is_empty() => Some(Duration::from_secs(1)),
+                None => {
+                    deadline = Some(Instant::now() + self.cfg.batch.timeout);
+                    Some(self.cfg.batch.timeout)
+                }
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Some(out),
+                },
+            };
+            let got = self
+                .ctx
+                .input
+                .next_batch(
+                    max_events - out.len(),
+                    max_bytes.saturating_sub(bytes).max(1),
+                    wait,
+                )
+                .await?;
+            if got.is_empty() && !out.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Some(out);
+            }
+            if got.is_empty() && out.is_empty() {
+                return Some(out);
+            }
+            self.buffer.extend(got);
+        }
+    }
+
+    /// The events with ids `[start, end)`, read from the channel; `None` if
+    /// they are not all there (dropped or damaged) or at shutdown.
+    async fn take_range(&mut self, start: u64, end: u64) -> Option<Vec<Event>> {
+        let mut out = Vec::new();
+        let mut expect = start;
+        while expect < end {
+            if self.buffer.is_empty() {
+                let got = self
+                    .ctx
+                    .input
+                    .next_batch(
+                        (end - expect) as usize,
+                        usize::MAX,
+                        Some(Duration::from_secs(5)),
+                    )
+                    .await?;
+                if got.is_empty() {
+                    return None;
+                }
+                self.buffer.extend(got);
+            }
+            let Some((id, _)) = self.buffer.front() else {
+                return None;
+            };
+            if *id < expect {
+                self.buffer.pop_front();
+                continue;
+            }
+            if *id > expect {
+                return None;
+            }
+            let (_, e) = self.buffer.pop_front()?;
+            out.push(e);
+            expect += 1;
+        }
+        Some(out)
+    }
+
+    /// Creates the topic if needed and learns its partition count; `None` at shutdown.
+    async fn ensure_topic(&self) -> Option<u32> {
+        let body = CreateTopic {
+            partitions: self.cfg.partitions,
+        };
+        let mut backoff = self.cfg.initial_backoff;
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            match self
+                .sender
+                .post_json::<TopicInfo>(&format!("/v1/topics/{}", self.cfg.topic), &body)
+                .await
+            {
+                Ok(info) if !info.partitions.is_empty() => {
+                    info!(sink = %self.ctx.id, topic = %self.cfg.topic, partitions = info.partitions.len(), "Collector reachable.");
+                    return Some(info.partitions.len() as u32);
+                }
+                Ok(_) => {
+                    warn!(sink = %self.ctx.id, "Collector reported a topic without partitions; retrying.")
+                }
+                Err(e) => {
+                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Collector unreachable; events stay in the channel.")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(send::jitter(backoff)) => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+            backoff = (backoff * 2).min(self.cfg.max_backoff);
+        }
+    }
+
+    /// Learns where the collector has this producer; a newer epoch there means
+    /// our state is stale (restored from backup): move past it.
+    async fn check_fencing(&mut self) {
+        let p = self.producer();
+        let path = format!("/v1/producers/{}/{}", p.id, self.cfg.topic);
+        match self.sender.get_json::<Vec<ProducerPosition>>(&path).await {
+            Ok(positions) => {
+                if let Some(max) = positions.iter().map(|x| x.producer_epoch).max() {
+                    if max > p.epoch {
+                        warn!(sink = %self.ctx.id, ours = p.epoch, collector = max, "The collector has a newer epoch of this producer; moving past it.");
+                        self.journal.bump_epoch();
+                        if let Some(pr) = &mut self.journal.producer {
+                            pr.epoch = max.wrapping_add(1).max(0);
+                        }
+                    }
+                }
+                for pos in positions {
+                    info!(sink = %self.ctx.id, partition = pos.partition, next_sequence = pos.next_sequence, "Collector's position for this producer.");
+                }
+            }
+            Err(e) => {
+                warn!(sink = %self.ctx.id, error = %e, "Could not read the producer's position from the collector.")
+            }
+        }
+    }
+
+    /// Waits briefly for in-flight batches, acknowledges those confirmed, and saves the journal.
+    async fn stop(mut self, pending: VecDeque<InFlight>) -> Result<(), ComponentError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for f in pending {
+            match tokio::time::timeout_at(deadline, f.task).await {
+                Ok(Ok(Outcome::Acked)) => {
+                    if self.ctx.input.ack(f.entry.end).await.is_ok() {
+                        self.journal.inflight.retain(|e| e.start >= f.entry.end);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.save().await?;
+        info!(sink = %self.ctx.id, in_flight = self.journal.inflight.len(), "Collector sink stopped; unconfirmed batches will be resent identically.");
+        Ok(())
+    }
+}
+
+/// The partition of an event: its key's hash, or the batch's keyless partition.
+pub fn partition_of(e: &Event, partitions: u32, keyless: u32) -> u32 {
+    match &e.meta.key {
+        Some(k) => partition::for_key(k, partitions),
+        None => keyless,
+    }
+}
+
+fn approx_bytes(e: &Event) -> usize {
+    64 + e
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    weir_core::Value::String(s) => s.len(),
+                    weir_core::Value::Bytes(b) => b.len(),
+                    _ => 16,
+                }
+        })
+        .sum::<usize>()
+}
+
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ComponentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ComponentError(e.to_string()))?
+        .map_err(|e| ComponentError(e.to_string()))
+}

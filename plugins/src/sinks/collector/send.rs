@@ -1,0 +1,367 @@
+//! Sending one journaled batch until the collector confirms it, retrying with
+//! capped, jittered backoff. The bytes of every attempt are identical.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tracing::{error, warn};
+use weir_core::metrics::Counter;
+use weir_core::protocol::{ApiError, ErrorKind, ProduceAck};
+use weir_core::record::{encode_batch, Compression, ProducerStamp};
+use weir_core::Event;
+
+use super::config::CollectorSinkConfig;
+use super::journal::{Entry, Producer};
+use super::partition_of;
+use crate::component::SinkContext;
+
+/// How a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The collector holds it durably (appended now or before).
+    Acked,
+    /// The agent is shutting down.
+    Shutdown,
+    /// The collector refuses this producer's sequence (it lost or fenced our
+    /// state); the caller restarts under a new epoch.
+    Rejected(String),
+}
+
+/// The HTTP side of the sink, shared by its batch tasks.
+pub struct Sender {
+    client: reqwest::Client,
+    base: String,
+    topic: String,
+    compression: Compression,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    sink: String,
+    events: Counter,
+    batches: Counter,
+    bytes: Counter,
+    retries: Counter,
+    duplicates: Counter,
+}
+
+/// A request failure, for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    #[error("collector answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("unreadable answer: {0}")]
+    Decode(String),
+}
+
+impl Sender {
+    /// A sender for the sink configured by `cfg`.
+    pub fn new(cfg: &CollectorSinkConfig, ctx: &SinkContext) -> Result<Sender, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let l = [("component", ctx.id.as_str())];
+        let r = &ctx.metrics;
+        Ok(Sender {
+            client,
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            topic: cfg.topic.clone(),
+            compression: cfg.compression,
+            initial_backoff: cfg.initial_backoff,
+            max_backoff: cfg.max_backoff,
+            sink: ctx.id.clone(),
+            events: r.counter(
+                "weir_sink_events_total",
+                "Events a sink delivered and acknowledged.",
+                &l,
+            ),
+            batches: r.counter("weir_sink_batches_total", "Batches a sink delivered.", &l),
+            bytes: r.counter(
+                "weir_sink_bytes_total",
+                "Encoded bytes a sink delivered.",
+                &l,
+            ),
+            retries: r.counter(
+                "weir_sink_retries_total",
+                "Send attempts that failed and were retried.",
+                &l,
+            ),
+            duplicates: r.counter(
+                "weir_sink_duplicate_batches_total",
+                "Resent batches the collector already held (not appended twice).",
+                &l,
+            ),
+        })
+    }
+
+    /// POSTs JSON and decodes the JSON answer.
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, HttpError> {
+        let body = serde_json::to_vec(body).map_err(|e| HttpError::Decode(e.to_string()))?;
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        decode(r).await
+    }
+
+    /// GETs and decodes a JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, HttpError> {
+        decode(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Starts sending a batch; the task ends when it is confirmed, refused or at shutdown.
+    /// `acked` holds the first unconfirmed spool id: the task is the oldest in flight when it equals `entry.start`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        entry: Entry,
+        partitions: u32,
+        producer: Producer,
+        events: Arc<Vec<Event>>,
+        acked: Arc<AtomicU64>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<Outcome> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.send_entry(entry, partitions, producer, events, acked, shutdown)
+                .await
+        })
+    }
+
+    async fn send_entry(
+        &self,
+        entry: Entry,
+        partitions: u32,
+        producer: Producer,
+        events: Arc<Vec<Event>>,
+        acked: Arc<AtomicU64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Outcome {
+        let compression = self.compression;
+        let e2 = entry.clone();
+        let evs = events.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_entry(&e2, partitions, producer, &evs, compression)
+        })
+        .await;
+        let batches = match encoded {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Outcome::Rejected(format!("encoding failed: {e}")),
+            Err(e) => return Outcome::Rejected(format!("encoding task failed: {e}")),
+        };
+        for (partition, base_seq, count, bytes) in batches {
+            let mut backoff = self.initial_backoff;
+            loop {
+                match self.produce(partition, bytes.clone()).await {
+                    Ok(ack) => {
+                        if ack.duplicate {
+                            self.duplicates.inc();
+                        }
+                        self.bytes.add(bytes.len() as u64);
+                        break;
+                    }
+                    Err(Refusal::OutOfOrder(expected)) => {
+                        if seq_at_or_after(expected, base_seq.wrapping_add(count)) {
+                            // The collector is past this batch: it has it already.
+                            self.duplicates.inc();
+                            break;
+                        }
+                        if seq_at_or_after(expected, base_seq.wrapping_add(1)) {
+                            error!(sink = %self.sink, partition, expected, base_seq, count, "Collector holds part of this batch only; treating it as delivered.");
+                            break;
+                        }
+                        if acked.load(Ordering::SeqCst) == entry.start {
+                            return Outcome::Rejected(format!("partition {partition}: collector expects sequence {expected}, oldest unconfirmed batch starts at {base_seq}"));
+                        }
+                        // An earlier batch has not landed yet; it will.
+                        backoff = Duration::from_millis(20);
+                    }
+                    Err(Refusal::Fenced(msg)) => return Outcome::Rejected(msg),
+                    Err(Refusal::Retry(msg)) => {
+                        self.retries.inc();
+                        warn!(sink = %self.sink, partition, error = %msg, retry_in = ?backoff, "Send failed; retrying the same batch.");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return Outcome::Shutdown,
+                }
+                backoff = (backoff * 2).min(self.max_backoff);
+            }
+        }
+        self.batches.inc();
+        self.events.add(events.len() as u64);
+        Outcome::Acked
+    }
+
+    async fn produce(&self, partition: u32, body: Bytes) -> Result<ProduceAck, Refusal> {
+        let url = format!("{}/v1/produce/{}/{partition}", self.base, self.topic);
+        let r = self
+            .client
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Refusal::Retry(e.to_string()))?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| Refusal::Retry(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Refusal::Retry(format!("unreadable acknowledgement: {e}")));
+        }
+        let api: Option<ApiError> = serde_json::from_slice(&bytes).ok();
+        match api {
+            Some(ApiError {
+                error: ErrorKind::OutOfOrderSequence,
+                expected_sequence: Some(x),
+                ..
+            }) => Err(Refusal::OutOfOrder(x)),
+            Some(ApiError {
+                error: ErrorKind::ProducerFenced,
+                message,
+                ..
+            }) => Err(Refusal::Fenced(message)),
+            Some(a) => {
+                if a.error == ErrorKind::CorruptBatch || a.error == ErrorKind::InvalidRequest {
+                    error!(sink = %self.sink, status = status.as_u16(), error = %a.message, "Collector refused a batch as invalid; retrying (nothing is dropped).");
+                }
+                Err(Refusal::Retry(format!(
+                    "{}: {}",
+                    status.as_u16(),
+                    a.message
+                )))
+            }
+            None => Err(Refusal::Retry(format!(
+                "{}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes)
+            ))),
+        }
+    }
+}
+
+enum Refusal {
+    OutOfOrder(i32),
+    Fenced(String),
+    Retry(String),
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, HttpError> {
+    let status = r.status();
+    let bytes = r.bytes().await?;
+    if !status.is_success() {
+        return Err(HttpError::Status {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| HttpError::Decode(e.to_string()))
+}
+
+/// Encodes an entry's events: one RecordBatch per partition it writes to,
+/// as (partition, base sequence, record count, bytes).
+pub fn encode_entry(
+    entry: &Entry,
+    partitions: u32,
+    producer: Producer,
+    events: &[Event],
+    compression: Compression,
+) -> Result<Vec<(u32, i32, i32, Bytes)>, weir_core::record::RecordError> {
+    let mut groups: BTreeMap<u32, Vec<&Event>> = BTreeMap::new();
+    for e in events {
+        groups
+            .entry(partition_of(e, partitions.max(1), entry.keyless_partition))
+            .or_default()
+            .push(e);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (p, evs) in groups {
+        let base_sequence = entry.base_seqs.get(&p).copied().unwrap_or(0);
+        let stamp = ProducerStamp {
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
+            base_sequence,
+        };
+        let bytes = encode_batch(evs.iter().copied(), stamp, compression)?;
+        out.push((p, base_sequence, evs.len() as i32, bytes));
+    }
+    Ok(out)
+}
+
+/// Whether sequence `a` is at or after `b`, in Kafka's wrapping 31-bit space.
+fn seq_at_or_after(a: i32, b: i32) -> bool {
+    let m = i64::from(i32::MAX) + 1;
+    let d = (i64::from(a) - i64::from(b)).rem_euclid(m);
+    d < m / 2
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5).
+pub fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    d.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::Metadata;
+
+    #[test]
+    fn sequence_comparison_wraps() {
+        assert!(seq_at_or_after(10, 10));
+        assert!(seq_at_or_after(11, 10));
+        assert!(!seq_at_or_after(9, 10));
+        assert!(seq_at_or_after(2, i32::MAX - 2));
+    }
+
+    #[test]
+    fn re_encoding_an_entry_gives_identical_batches() {
+        let events: Vec<Event> = (0..20)
+            .map(|i| {
+                let mut e = Event::from_message(format!("m{i}"), Metadata::default());
+                e.timestamp = i;
+                if i % 3 == 0 {
+                    e.meta.key = Some(Bytes::from(format!("k{i}")));
+                }
+                e
+            })
+            .collect();
+        let entry = Entry {
+            start: 0,
+            end: 20,
+            keyless_partition: 1,
+            base_seqs: [(0, 5), (1, 7), (2, 9)].into(),
+        };
+        let p = Producer { id: 3, epoch: 0 };
+        let a = encode_entry(&entry, 3, p, &events, Compression::Zstd).unwrap();
+        let b = encode_entry(&entry, 3, p, &events, Compression::Zstd).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(|x| x.2).sum::<i32>(), 20);
+        for (part, base, _, bytes) in &a {
+            let h = weir_core::batch::verify(bytes).unwrap();
+            assert_eq!(h.base_sequence, *base);
+            assert_eq!(entry.base_seqs[part], *base);
+        }
+    }
+}

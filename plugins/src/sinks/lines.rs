@@ -1,0 +1,91 @@
+//! The loop shared by sinks that write events as lines (`stdout`, `file`):
+//! read a batch, write it, make it durable, acknowledge.
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::warn;
+use weir_core::event::format_rfc3339_nanos;
+use weir_core::Event;
+
+use crate::component::{ComponentError, SinkContext};
+
+/// How an event becomes a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LineEncoding {
+    /// `{"timestamp", "source", "host", "fields": {...}}`
+    #[default]
+    Json,
+    /// The `message` field alone (events without one are written as JSON).
+    Text,
+}
+
+/// Appends one line for `e`.
+pub fn encode(e: &Event, enc: LineEncoding, out: &mut Vec<u8>) {
+    if enc == LineEncoding::Text {
+        if let Some(m) = e.message() {
+            out.extend_from_slice(m.as_bytes());
+            out.push(b'\n');
+            return;
+        }
+    }
+    let fields: serde_json::Value = serde_json::from_slice(&e.fields_json()).unwrap_or_default();
+    let v = json!({
+        "timestamp": format_rfc3339_nanos(e.timestamp),
+        "source": &*e.meta.source,
+        "host": &*e.meta.host,
+        "fields": fields,
+    });
+    let _ = serde_json::to_writer(&mut *out, &v);
+    out.push(b'\n');
+}
+
+/// Runs until shutdown: each batch is written with `write` (which must make it
+/// durable before returning) and then acknowledged. Write errors are retried
+/// with backoff; nothing is acknowledged that was not written.
+pub async fn run(
+    ctx: SinkContext,
+    enc: LineEncoding,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()> + Send,
+) -> Result<(), ComponentError> {
+    let events = ctx.metrics.counter(
+        "weir_sink_events_total",
+        "Events a sink delivered and acknowledged.",
+        &[("component", ctx.id.as_str())],
+    );
+    let mut buf = Vec::new();
+    loop {
+        let Some(batch) = ctx.input.next_batch(4096, 4 << 20, None).await else {
+            return Ok(());
+        };
+        let Some(end) = batch.last().map(|(id, _)| id + 1) else {
+            continue;
+        };
+        buf.clear();
+        for (_, e) in &batch {
+            encode(e, enc, &mut buf);
+        }
+        let mut backoff = std::time::Duration::from_millis(100);
+        while let Err(e) = write(&buf) {
+            warn!(sink = %ctx.id, error = %e, "Write failed; retrying.");
+            if *ctx.shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        }
+        ctx.input.ack(end).await.map_err(ComponentError)?;
+        events.add(batch.len() as u64);
+    }
+}
+
+/// Writes to stdout and flushes.
+pub fn stdout_writer() -> impl FnMut(&[u8]) -> std::io::Result<()> {
+    |b| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b)?;
+        out.flush()
+    }
+}

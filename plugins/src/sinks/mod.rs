@@ -1,0 +1,10 @@
+//! Sinks: where events leave the agent.
+
+#[cfg(feature = "sink-collector")]
+pub mod collector;
+#[cfg(feature = "sink-file")]
+pub mod file;
+#[cfg(any(feature = "sink-file", feature = "sink-stdout"))]
+mod lines;
+#[cfg(feature = "sink-stdout")]
+pub mod stdout;

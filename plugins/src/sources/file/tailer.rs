@@ -1,0 +1,116 @@
+//! One open file being followed.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::identity::{self, Fingerprint};
+use super::reader::{Line, LineSplitter};
+
+/// What a read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Bytes were read (lines may or may not be complete yet).
+    Data(usize),
+    /// Nothing new.
+    Eof,
+    /// The file was truncated or its start rewritten (copytruncate): reading
+    /// restarts at 0 under a new stream key.
+    Truncated,
+}
+
+/// A followed file.
+pub struct Tailer {
+    pub path: PathBuf,
+    file: File,
+    pub dev: u64,
+    pub ino: u64,
+    /// Stream name of this file instance in the channels; changes on truncation.
+    pub key: Arc<str>,
+    pub fp: Fingerprint,
+    /// Bytes consumed from the file.
+    pub offset: u64,
+    /// Offset just past the last line handed to the channels: what a checkpoint records.
+    pub committed: u64,
+    splitter: LineSplitter,
+    /// Found by the most recent glob evaluation.
+    pub in_glob: bool,
+    /// When reads last returned data (or the file was opened).
+    pub last_data: std::time::Instant,
+    /// Discovery order: older files are drained first, so a rotated file is
+    /// finished before its successor is read.
+    pub order: u64,
+}
+
+impl Tailer {
+    /// Follows an open file from `offset`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        path: PathBuf,
+        file: File,
+        dev: u64,
+        ino: u64,
+        key: Arc<str>,
+        fp: Fingerprint,
+        offset: u64,
+        splitter: LineSplitter,
+        order: u64,
+    ) -> Self {
+        Tailer {
+            path,
+            file,
+            dev,
+            ino,
+            key,
+            fp,
+            offset,
+            committed: offset,
+            splitter,
+            in_glob: true,
+            last_data: std::time::Instant::now(),
+            order,
+        }
+    }
+
+    /// Lines cut at the length limit so far.
+    pub fn truncated_lines(&self) -> u64 {
+        self.splitter.truncated
+    }
+
+    /// Reads up to `max` bytes, appending complete lines to `out`.
+    pub fn read(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        fp_bytes: u64,
+        out: &mut Vec<Line>,
+    ) -> io::Result<ReadOutcome> {
+        let size = self.file.metadata()?.len();
+        if size < self.offset || !identity::starts_with(&self.file, self.fp)? {
+            self.offset = 0;
+            self.committed = 0;
+            self.splitter.reset();
+            self.fp = identity::fingerprint(&self.file, fp_bytes)?;
+            return Ok(ReadOutcome::Truncated);
+        }
+        if self.fp.len < fp_bytes && size > self.fp.len {
+            // The file has grown past a short fingerprint: widen it.
+            self.fp = identity::fingerprint(&self.file, fp_bytes)?;
+        }
+        if size == self.offset {
+            return Ok(ReadOutcome::Eof);
+        }
+        let n = ((size - self.offset) as usize).min(max);
+        buf.resize(n, 0);
+        let got = self.file.read_at(buf, self.offset)?;
+        if got == 0 {
+            return Ok(ReadOutcome::Eof);
+        }
+        self.splitter.push(&buf[..got], self.offset, out);
+        self.offset += got as u64;
+        self.last_data = std::time::Instant::now();
+        Ok(ReadOutcome::Data(got))
+    }
+}
