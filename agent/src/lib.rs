@@ -1,3 +1,4 @@
 //! The `weir` agent: pipeline config, topology, durable channels and runtime.
 
 pub mod channel;
+pub mod config;

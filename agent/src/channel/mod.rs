@@ -50,83 +50,117 @@ pub enum FsyncPolicy {
     None,
 }
 
-/// A sink's channel, selected by `type`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ChannelConfig {
+/// Where a channel keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
     /// Durable spool on local disk under `data_dir/spool/<sink id>`.
-    Disk {
-        /// Bound on the spool's bytes on disk.
-        #[serde(default = "default_disk_max")]
-        max_bytes: ByteSize,
-        /// Policy when full.
-        #[serde(default)]
-        when_full: WhenFull,
-        /// `batch` (default), `interval` or `none`.
-        #[serde(default)]
-        fsync: FsyncPolicy,
-        /// Period of the `interval` policy.
-        #[serde(default = "default_fsync_interval", with = "duration")]
-        fsync_interval: Duration,
-        /// Segment file size; default max_bytes/8, between 4KiB and 64MiB.
-        #[serde(default)]
-        segment_bytes: Option<ByteSize>,
-    },
+    #[default]
+    Disk,
     /// In memory; lost on restart.
-    Memory {
-        /// Bound on the (estimated) bytes held.
-        #[serde(default = "default_memory_max")]
-        max_bytes: ByteSize,
-        /// Policy when full.
-        #[serde(default)]
-        when_full: WhenFull,
-    },
+    Memory,
 }
 
-fn default_disk_max() -> ByteSize {
-    ByteSize(256 << 20)
+/// A sink's channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// `disk` (default) or `memory`.
+    #[serde(rename = "type", default)]
+    pub kind: ChannelType,
+    /// Bound on the channel's bytes: 256MiB on disk, 16MiB in memory by default.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// `block` (default), `drop_newest` or `drop_oldest`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// Disk only: `batch` (default), `interval` or `none`.
+    #[serde(default)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Disk only: period of the `interval` policy (default 1s).
+    #[serde(default, with = "opt_duration")]
+    pub fsync_interval: Option<Duration>,
+    /// Disk only: segment file size; default max_bytes/8, between 4KiB and 64MiB.
+    #[serde(default)]
+    pub segment_bytes: Option<ByteSize>,
 }
-fn default_memory_max() -> ByteSize {
-    ByteSize(16 << 20)
-}
-fn default_fsync_interval() -> Duration {
-    Duration::from_secs(1)
+
+mod opt_duration {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration::deserialize(d).map(Some)
+    }
 }
 
 impl Default for ChannelConfig {
     fn default() -> Self {
-        ChannelConfig::Disk {
-            max_bytes: default_disk_max(),
+        ChannelConfig {
+            kind: ChannelType::Disk,
+            max_bytes: None,
             when_full: WhenFull::Block,
-            fsync: FsyncPolicy::Batch,
-            fsync_interval: default_fsync_interval(),
+            fsync: None,
+            fsync_interval: None,
             segment_bytes: None,
         }
     }
 }
 
 impl ChannelConfig {
+    /// The byte bound in force.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+            .map(|b| b.bytes())
+            .unwrap_or(match self.kind {
+                ChannelType::Disk => 256 << 20,
+                ChannelType::Memory => 16 << 20,
+            })
+    }
+
+    /// The fsync policy in force.
+    pub fn fsync(&self) -> FsyncPolicy {
+        self.fsync.unwrap_or_default()
+    }
+
+    /// The `interval` policy's period.
+    pub fn fsync_interval(&self) -> Duration {
+        self.fsync_interval.unwrap_or(Duration::from_secs(1))
+    }
+
     /// Problems with the values, for `weir validate`.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        let max = match self {
-            ChannelConfig::Disk { max_bytes, .. } | ChannelConfig::Memory { max_bytes, .. } => {
-                *max_bytes
-            }
-        };
-        if max.bytes() < 4096 {
-            p.push(format!("max_bytes {max} is below the minimum of 4KiB"));
+        let max = self.max_bytes();
+        if max < 4096 {
+            p.push(format!(
+                "max_bytes {} is below the minimum of 4KiB",
+                ByteSize(max)
+            ));
         }
-        if let ChannelConfig::Disk {
-            segment_bytes: Some(s),
-            ..
-        } = self
-        {
-            if s.bytes() < 1024 || s.bytes() > max.bytes() {
+        if let Some(s) = self.segment_bytes {
+            if s.bytes() < 1024 || s.bytes() > max {
                 p.push(format!(
-                    "segment_bytes {s} must be between 1KiB and max_bytes ({max})"
+                    "segment_bytes {s} must be between 1KiB and max_bytes ({})",
+                    ByteSize(max)
                 ));
             }
+        }
+        if self.kind == ChannelType::Memory
+            && (self.fsync.is_some()
+                || self.fsync_interval.is_some()
+                || self.segment_bytes.is_some())
+        {
+            p.push(
+                "fsync, fsync_interval and segment_bytes apply to disk channels only".to_owned(),
+            );
         }
         p
     }
@@ -227,40 +261,28 @@ impl Channel {
         registry: &Registry,
     ) -> Result<Channel, SpoolError> {
         let metrics = ChannelMetrics::register(registry, name);
-        let (backend, when_full) = match cfg {
-            ChannelConfig::Disk {
-                max_bytes,
-                when_full,
-                fsync,
-                segment_bytes,
-                ..
-            } => {
-                let seg = segment_bytes
+        let max_bytes = cfg.max_bytes();
+        let backend = match cfg.kind {
+            ChannelType::Disk => {
+                let seg = cfg
+                    .segment_bytes
                     .map(|s| s.bytes())
-                    .unwrap_or((max_bytes.bytes() / 8).clamp(4096, 64 << 20));
+                    .unwrap_or((max_bytes / 8).clamp(4096, 64 << 20));
                 let opts = DiskOptions {
-                    max_bytes: max_bytes.bytes(),
+                    max_bytes,
                     segment_bytes: seg,
-                    when_full: *when_full,
-                    fsync: *fsync,
+                    when_full: cfg.when_full,
+                    fsync: cfg.fsync(),
                 };
-                (
-                    Backend::Disk(DiskSpool::open(spool_dir, opts, metrics.clone())?),
-                    *when_full,
-                )
+                Backend::Disk(DiskSpool::open(spool_dir, opts, metrics.clone())?)
             }
-            ChannelConfig::Memory {
+            ChannelType::Memory => Backend::Memory(MemoryChannel::new(
                 max_bytes,
-                when_full,
-            } => (
-                Backend::Memory(MemoryChannel::new(
-                    max_bytes.bytes(),
-                    *when_full,
-                    metrics.clone(),
-                )),
-                *when_full,
-            ),
+                cfg.when_full,
+                metrics.clone(),
+            )),
         };
+        let when_full = cfg.when_full;
         Ok(Channel(Arc::new(Inner {
             name: name.to_owned(),
             backend,

@@ -1,0 +1,138 @@
+use super::*;
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(Path::new("p.yaml"), text) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.0.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+data_dir: /tmp/weir
+sources:
+  app_logs:
+    type: file
+    include: ["/var/log/app/*.log"]
+    start_at: beginning
+sinks:
+  central:
+    type: collector
+    inputs: [app_logs]
+    url: http://127.0.0.1:7400
+    topic: app-logs
+    channel: { type: disk, max_bytes: 1GiB, when_full: block }
+"#;
+
+#[test]
+fn a_valid_pipeline_parses() {
+    let p = parse(Path::new("p.yaml"), GOOD).unwrap();
+    assert_eq!(p.sources[0].id, "app_logs");
+    assert_eq!(p.sinks[0].inputs, vec!["app_logs"]);
+    assert_eq!(p.data_dir, Some(PathBuf::from("/tmp/weir")));
+}
+
+#[test]
+fn every_problem_is_reported_with_file_line_column_and_path() {
+    let text = r#"
+sources:
+  app_logs:
+    type: file
+    include: ["/x/*.log"]
+    max_line_bytes: lots
+sinks:
+  central:
+    type: collector
+    inputs: [app_logz]
+    url: http://127.0.0.1:7400
+    topic: app-logs
+    batch: { max_events: 10, surprise: 1 }
+    channel: { type: disk, when_full: explode }
+  other:
+    type: nosuch
+    inputs: [app_logs]
+"#;
+    let got = problems(text);
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert!(
+        got[0].starts_with("p.yaml:6:5: sources.app_logs.max_line_bytes: "),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with(
+            "p.yaml:10:14: sinks.central.inputs[0]: no source or transform named `app_logz`"
+        ),
+        "{}",
+        got[1]
+    );
+    assert!(
+        got[2].starts_with("p.yaml:13:30: sinks.central.batch.surprise: unknown field `surprise`"),
+        "{}",
+        got[2]
+    );
+    assert!(
+        got[3].starts_with(
+            "p.yaml:14:28: sinks.central.channel.when_full: unknown variant `explode`"
+        ),
+        "{}",
+        got[3]
+    );
+    assert!(
+        got[4].starts_with("p.yaml:16:5: sinks.other.type: unknown type `nosuch`"),
+        "{}",
+        got[4]
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_position() {
+    let got = problems("sources:\n  a: [unclosed\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("p.yaml:"), "{}", got[0]);
+    assert!(got[0].contains("invalid YAML"), "{}", got[0]);
+}
+
+#[test]
+fn unknown_top_level_keys_duplicate_ids_and_missing_parts_are_reported() {
+    let got = problems("sourcez: {}\nsources:\n  x: { type: file, include: [\"/a\"] }\nsinks:\n  x: { type: stdout, inputs: [x] }\n");
+    assert!(
+        got.iter().any(|p| p.contains("sourcez: unknown key")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|p| p.contains("ids must be unique")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|p| p.contains("one of the sinks")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn value_problems_of_components_and_channels_are_reported() {
+    let text = "sources:\n  a: { type: file, include: [] }\nsinks:\n  s: { type: collector, inputs: [a], url: ftp://x, topic: \"bad topic\", channel: { type: memory, max_bytes: 10 } }\n";
+    let got = problems(text);
+    assert!(
+        got.iter()
+            .any(|p| p.contains("sources.a: include: at least one glob")),
+        "{got:#?}"
+    );
+    assert!(got.iter().any(|p| p.contains("url:")), "{got:#?}");
+    assert!(got.iter().any(|p| p.contains("topic:")), "{got:#?}");
+    assert!(
+        got.iter()
+            .any(|p| p.contains("sinks.s.channel: max_bytes 10B is below")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn transform_cycles_are_reported() {
+    let text = "sources:\n  a: { type: file, include: [\"/a\"] }\ntransforms:\n  t1: { type: x, inputs: [t2] }\n  t2: { type: x, inputs: [t1] }\nsinks:\n  s: { type: stdout, inputs: [a] }\n";
+    let got = problems(text);
+    assert!(
+        got.iter().any(|p| p.contains("cycle: t1 -> t2 -> t1")),
+        "{got:#?}"
+    );
+}
