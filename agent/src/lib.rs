@@ -2,3 +2,4 @@
 
 pub mod channel;
 pub mod config;
+pub mod runtime;

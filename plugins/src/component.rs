@@ -54,8 +54,9 @@ pub trait SourceOutput: Send + Sync {
 pub trait SinkInput: Send + Sync {
     /// The next records after those already read, with their channel ids.
     /// Waits up to `wait` for the first one (forever when `None`); an empty
-    /// batch means the wait ran out, `None` means shutdown. Cancel-safe: a
-    /// dropped call never loses records.
+    /// batch means the wait ran out, `None` means shutdown. Await it to
+    /// completion: records read by a dropped call are re-read only after a
+    /// `rewind` or a restart.
     fn next_batch(
         &self,
         max_events: usize,

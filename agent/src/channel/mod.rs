@@ -20,8 +20,9 @@ use weir_core::metrics::{Counter, Gauge, Registry};
 use weir_core::units::{duration, ByteSize};
 use weir_core::Event;
 
-use disk::{DiskOptions, DiskSpool, SpoolError};
+use disk::{DiskOptions, DiskSpool, SpoolError, StreamPos};
 use memory::MemoryChannel;
+use weir_plugins::SourceBatch;
 
 /// What a full channel does with new events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -237,7 +238,6 @@ struct Inner {
     /// Signalled after an acknowledgement frees space.
     space: Notify,
     metrics: ChannelMetrics,
-    when_full: WhenFull,
 }
 
 /// Why a push did not complete.
@@ -282,14 +282,12 @@ impl Channel {
                 metrics.clone(),
             )),
         };
-        let when_full = cfg.when_full;
         Ok(Channel(Arc::new(Inner {
             name: name.to_owned(),
             backend,
             data: Notify::new(),
             space: Notify::new(),
             metrics,
-            when_full,
         })))
     }
 
@@ -303,38 +301,43 @@ impl Channel {
         &self.0.metrics
     }
 
-    /// Takes all `events`, waiting while full (`block`) or the disk is full.
-    /// Returns only when every event is written (or dropped per policy).
+    /// Takes the whole batch, waiting while full (`block`) or while the disk is
+    /// full. Returns only when every event is written, skipped as already
+    /// held, or dropped per policy.
     pub async fn push(
         &self,
-        events: Arc<Vec<Event>>,
+        batch: Arc<SourceBatch>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PushError> {
         let mut done = 0usize;
         let mut backoff = Duration::from_millis(50);
-        while done < events.len() {
+        while done < batch.events.len() {
             let inner = self.0.clone();
-            let evs = events.clone();
+            let b = batch.clone();
             let from = done;
             let res = tokio::task::spawn_blocking(move || match &inner.backend {
-                Backend::Disk(d) => d.append(&evs[from..], None),
-                Backend::Memory(m) => Ok(m.append(&evs[from..])),
+                Backend::Disk(d) => {
+                    let pos = b.stream.as_deref().map(|stream| StreamPos {
+                        stream,
+                        ends: &b.ends[from..],
+                    });
+                    d.append(&b.events[from..], pos)
+                }
+                Backend::Memory(m) => Ok(m.append(&b.events[from..])),
             })
             .await;
             match res {
                 Ok(Ok(a)) => {
                     done += a.consumed;
                     backoff = Duration::from_millis(50);
-                    if a.consumed > a.dropped_newest {
+                    if a.consumed > a.dropped_newest + a.skipped {
                         self.0.data.notify_waiters();
-                        self.0.data.notify_one();
                     }
-                    if done < events.len() && a.consumed == 0 && self.0.when_full == WhenFull::Block
-                    {
-                        // Full: wait for the sink to acknowledge and free space.
+                    if done < batch.events.len() && a.consumed == 0 {
+                        // Full under `block`: wait for the sink to free space.
                         tokio::select! {
                             _ = self.0.space.notified() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                             _ = shutdown.wait_for(|s| *s) => return Err(PushError::Shutdown),
                         }
                     }
@@ -359,17 +362,23 @@ impl Channel {
         Ok(())
     }
 
-    /// Waits for and returns the next records after the last ones read, or
-    /// `None` at shutdown.
+    /// The next records after the last ones read. Waits up to `wait` (forever
+    /// if `None`) for data: `Some(empty)` when the wait ran out, `None` at
+    /// shutdown. Callers await it to completion: dropping it mid-read would
+    /// lose the records read (until the next rewind or restart).
     pub async fn next_batch(
         &self,
         max_events: usize,
         max_bytes: usize,
+        wait: Option<Duration>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<(u64, Event)>> {
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let mut backoff = Duration::from_millis(100);
         loop {
             let notified = self.0.data.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let inner = self.0.clone();
             let res = tokio::task::spawn_blocking(move || match &inner.backend {
                 Backend::Disk(d) => d.read(max_events, max_bytes),
@@ -392,13 +401,31 @@ impl Channel {
             if *shutdown.borrow() {
                 return None;
             }
+            let until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = notified => {}
-                // A bound on the wait, in case a notification raced the read.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep_until(until) => {
+                    if deadline.is_some() {
+                        return Some(Vec::new());
+                    }
+                }
                 _ = shutdown.wait_for(|s| *s) => return None,
             }
         }
+    }
+
+    /// Fsyncs a disk spool's active segment (the `interval` policy's tick).
+    pub async fn sync(&self) {
+        let inner = self.0.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Backend::Disk(d) = &inner.backend {
+                if let Err(e) = d.sync() {
+                    warn!(sink = %inner.name, error = %e, "Periodic spool fsync failed.");
+                }
+            }
+        })
+        .await;
     }
 
     /// Acknowledges every record below `end_id` (persisted for disk spools).
