@@ -10,6 +10,7 @@
 //!   <id>: { type: <sink type>, inputs: [<source id>...], channel: {...}, ...sink keys }
 //! ```
 
+pub mod env;
 pub mod locate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -126,8 +127,18 @@ impl Checker<'_> {
     }
 }
 
-/// Validates pipeline text (`file` names it in problems).
+/// Validates pipeline text (`file` names it in problems), after replacing
+/// `${VAR}` and `${VAR:-default}` from the environment.
 pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
+    let text = env::interpolate(text, |n| std::env::var(n).ok()).map_err(|missing| {
+        Problems(
+            missing
+                .into_iter()
+                .map(|(line, name)| Problem { file: file.to_path_buf(), pos: Some((line, 1)), path: String::new(), message: format!("environment variable {name} is not set and has no default (${{{name}:-default}})") })
+                .collect(),
+        )
+    })?;
+    let text = text.as_str();
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
