@@ -2,7 +2,10 @@
 //! environment before parsing. `$${` writes a literal `${`.
 
 /// Text with variables replaced, or the names of the unset variables that have no default.
-pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<(usize, String)>> {
+pub fn interpolate(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<(usize, String)>> {
     let mut out = String::with_capacity(text.len());
     let mut missing = Vec::new();
     for (lineno, line) in text.split_inclusive('\n').enumerate() {
@@ -51,11 +54,17 @@ mod tests {
 
     #[test]
     fn replaces_set_variables_and_defaults() {
-        assert_eq!(interpolate("a: ${SET}\nb: ${UNSET:-dflt}\nc: $${SET}\n", env).unwrap(), "a: value\nb: dflt\nc: ${SET}\n");
+        assert_eq!(
+            interpolate("a: ${SET}\nb: ${UNSET:-dflt}\nc: $${SET}\n", env).unwrap(),
+            "a: value\nb: dflt\nc: ${SET}\n"
+        );
     }
 
     #[test]
     fn reports_unset_variables_without_default_by_line() {
-        assert_eq!(interpolate("a: 1\nb: ${NOPE}\n", env).unwrap_err(), vec![(2, "NOPE".to_owned())]);
+        assert_eq!(
+            interpolate("a: 1\nb: ${NOPE}\n", env).unwrap_err(),
+            vec![(2, "NOPE".to_owned())]
+        );
     }
 }

@@ -60,6 +60,14 @@ struct CollectorSink {
     rr: u32,
 }
 
+/// What the channel holds of a journaled range.
+enum Range {
+    Events(Vec<Event>),
+    Acked,
+    Gone,
+    Shutdown,
+}
+
 struct InFlight {
     entry: Entry,
     task: tokio::task::JoinHandle<Outcome>,
@@ -97,13 +105,16 @@ impl CollectorSink {
         // Resend what was in flight at the last stop, exactly as it was.
         let replay = std::mem::take(&mut self.journal.inflight);
         for entry in replay {
-            let Some(events) = self.take_range(entry.start, entry.end).await else {
-                if *self.ctx.shutdown.borrow() {
-                    return Ok(());
+            let events = match self.take_range(entry.start, entry.end).await {
+                Range::Events(events) => events,
+                // Acknowledged before the stop; only the journal did not know yet.
+                Range::Acked => continue,
+                Range::Shutdown => return Ok(()),
+                Range::Gone => {
+                    warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel (records dropped or damaged); starting a new producer epoch.");
+                    self.journal.bump_epoch();
+                    break;
                 }
-                warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel; starting a new producer epoch.");
-                self.journal.bump_epoch();
-                break;
             };
             if pending.is_empty() {
                 acked.store(entry.start, Ordering::SeqCst);
@@ -294,42 +305,57 @@ impl CollectorSink {
         }
     }
 
-    /// The events with ids `[start, end)`, read from the channel; `None` if
-    /// they are not all there (dropped or damaged) or at shutdown.
-    async fn take_range(&mut self, start: u64, end: u64) -> Option<Vec<Event>> {
+    /// The events with ids `[start, end)`, read from the channel.
+    async fn take_range(&mut self, start: u64, end: u64) -> Range {
         let mut out = Vec::new();
         let mut expect = start;
         while expect < end {
             if self.buffer.is_empty() {
-                let got = self
+                // At start-up every unacknowledged record is readable at once,
+                // so an empty channel means the range was acknowledged.
+                match self
                     .ctx
                     .input
                     .next_batch(
                         (end - expect) as usize,
                         usize::MAX,
-                        Some(Duration::from_secs(5)),
+                        Some(Duration::from_secs(2)),
                     )
-                    .await?;
-                if got.is_empty() {
-                    return None;
+                    .await
+                {
+                    None => return Range::Shutdown,
+                    Some(got) if got.is_empty() => {
+                        return if out.is_empty() {
+                            Range::Acked
+                        } else {
+                            Range::Gone
+                        }
+                    }
+                    Some(got) => self.buffer.extend(got),
                 }
-                self.buffer.extend(got);
             }
-            let Some((id, _)) = self.buffer.front() else {
-                return None;
+            let Some(&(id, _)) = self.buffer.front() else {
+                continue;
             };
-            if *id < expect {
+            if id < expect {
                 self.buffer.pop_front();
                 continue;
             }
-            if *id > expect {
-                return None;
+            if id > expect {
+                // The channel starts past the range: it was acknowledged. A
+                // hole inside the range means records were lost.
+                return if out.is_empty() && id >= end {
+                    Range::Acked
+                } else {
+                    Range::Gone
+                };
             }
-            let (_, e) = self.buffer.pop_front()?;
-            out.push(e);
+            if let Some((_, e)) = self.buffer.pop_front() {
+                out.push(e);
+            }
             expect += 1;
         }
-        Some(out)
+        Range::Events(out)
     }
 
     /// Creates the topic if needed and learns its partition count; `None` at shutdown.

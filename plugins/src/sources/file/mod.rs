@@ -125,6 +125,10 @@ impl FileSource {
         let _watcher = self.watch_dirs(wake_tx);
         self.discover(true);
         self.resume_rotated_checkpoints();
+        // A new file's stream key must be durable before any of its lines
+        // reach a channel: after a crash it is what lets the channels
+        // recognise lines they already hold.
+        self.checkpoint().await;
         let mut last_checkpoint = Instant::now();
         let mut last_glob = Instant::now();
         let mut shutdown = self.ctx.shutdown.clone();
@@ -151,7 +155,9 @@ impl FileSource {
                 _ = shutdown.wait_for(|s| *s) => break,
             }
             if last_glob.elapsed() >= self.cfg.poll_interval {
-                self.discover(false);
+                if self.discover(false) > 0 {
+                    self.checkpoint().await;
+                }
                 last_glob = Instant::now();
             }
         }
@@ -205,8 +211,10 @@ impl FileSource {
         out
     }
 
-    /// Evaluates the globs: opens new files, marks which known files are still matched.
-    fn discover(&mut self, startup: bool) {
+    /// Evaluates the globs: opens new files, marks which known files are still
+    /// matched. Returns how many files it opened.
+    fn discover(&mut self, startup: bool) -> usize {
+        let before = self.tailers.len();
         for t in &mut self.tailers {
             t.in_glob = false;
         }
@@ -236,6 +244,7 @@ impl FileSource {
             self.open_tailer(path, file, dev, ino, startup);
         }
         self.metrics.open_files.set(self.tailers.len() as i64);
+        self.tailers.len() - before
     }
 
     fn open_tailer(&mut self, path: PathBuf, file: File, dev: u64, ino: u64, startup: bool) {
@@ -379,6 +388,8 @@ impl FileSource {
                         let (dev, ino) = (t.dev, t.ino);
                         let key = self.new_key(dev, ino);
                         self.tailers[i].key = key;
+                        // The new key is durable before lines are sent under it.
+                        self.checkpoint().await;
                         progressed = true;
                         continue;
                     }
