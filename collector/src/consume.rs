@@ -107,7 +107,8 @@ impl Client {
 struct Fetched {
     partition: u32,
     lines: Vec<u8>,
-    count: u64,
+    /// Offset of each line, in order.
+    offsets: Vec<i64>,
     next: i64,
 }
 
@@ -179,46 +180,45 @@ pub async fn consume(
     while let Some(f) = rx.recv().await {
         let f = f?;
         let mut lines = f.lines;
-        let mut count = f.count;
+        let mut count = f.offsets.len();
+        let mut next = f.next;
         if let Some(max) = opts.max_records {
-            // Print only up to the limit; without a group nothing is committed,
-            // with a group we stop at a batch boundary (commit covers what was printed).
-            if total + count > max {
-                let keep = (max - total) as usize;
+            // Print only up to the limit, and commit exactly what was printed.
+            let keep = (max - total) as usize;
+            if keep < count {
                 let cut = lines
                     .iter()
                     .enumerate()
                     .filter(|(_, b)| **b == b'\n')
-                    .nth(keep.saturating_sub(1))
+                    .nth(keep.wrapping_sub(1))
                     .map_or(0, |(i, _)| i + 1);
                 lines.truncate(if keep == 0 { 0 } else { cut });
-                count = keep as u64;
+                next = f.offsets[keep];
+                count = keep;
             }
         }
         out.write_all(&lines)?;
         out.flush()?;
-        total += count;
+        total += count as u64;
         if let Some(g) = &opts.group {
-            if count == f.count {
-                let body = vec![GroupOffset {
-                    partition: f.partition,
-                    offset: f.next,
-                }];
-                let url = format!("{}/v1/groups/{g}/{}", client.base, opts.topic);
-                let r = client
-                    .http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(&body).unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|source| ConsumeError::Http { url, source })?;
-                if !r.status().is_success() {
-                    return Err(ConsumeError::Api {
-                        status: r.status().as_u16(),
-                        body: r.text().await.unwrap_or_default(),
-                    });
-                }
+            let body = vec![GroupOffset {
+                partition: f.partition,
+                offset: next,
+            }];
+            let url = format!("{}/v1/groups/{g}/{}", client.base, opts.topic);
+            let r = client
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap_or_default())
+                .send()
+                .await
+                .map_err(|source| ConsumeError::Http { url, source })?;
+            if !r.status().is_success() {
+                return Err(ConsumeError::Api {
+                    status: r.status().as_u16(),
+                    body: r.text().await.unwrap_or_default(),
+                });
             }
         }
         if opts.max_records.is_some_and(|m| total >= m) {
@@ -281,7 +281,7 @@ async fn partition_reader(
                 }
             };
             let mut lines = Vec::with_capacity(bytes.len() * 2);
-            let mut count = 0;
+            let mut offsets = Vec::with_capacity(records.len());
             for r in records.iter().filter(|r| r.offset >= offset) {
                 let headers: serde_json::Map<String, serde_json::Value> = r
                     .headers
@@ -309,14 +309,14 @@ async fn partition_reader(
                 });
                 let _ = serde_json::to_writer(&mut lines, &obj);
                 lines.push(b'\n');
-                count += 1;
+                offsets.push(r.offset);
             }
             offset = next;
             if tx
                 .send(Ok(Fetched {
                     partition,
                     lines,
-                    count,
+                    offsets,
                     next,
                 }))
                 .await

@@ -1,5 +1,9 @@
 //! The collector's HTTP API (paths in `weir_core::protocol`).
 
+// Helpers return the error `Response` a handler sends as is; it is built once
+// per failed request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,6 +253,9 @@ async fn produce(
             s.rejected.inc();
             let (status, kind, expected) = match &e {
                 AppendError::Corrupt(_) => (StatusCode::BAD_REQUEST, ErrorKind::CorruptBatch, None),
+                AppendError::UnknownProducer { .. } => {
+                    (StatusCode::CONFLICT, ErrorKind::UnknownProducer, None)
+                }
                 AppendError::OutOfOrder { expected, .. } => (
                     StatusCode::CONFLICT,
                     ErrorKind::OutOfOrderSequence,

@@ -79,6 +79,9 @@ pub enum ErrorKind {
     OutOfOrderSequence,
     /// A newer epoch of this producer has written; this one is fenced off.
     ProducerFenced,
+    /// The collector has no state for this producer (new, or its data expired)
+    /// and the batch does not start an epoch at sequence 0.
+    UnknownProducer,
     /// No such topic or partition.
     UnknownTopicOrPartition,
     /// The request is invalid (bad name, too large, bad parameter).

@@ -226,7 +226,7 @@ impl ChannelMetrics {
 }
 
 enum Backend {
-    Disk(DiskSpool),
+    Disk(Box<DiskSpool>),
     Memory(MemoryChannel),
 }
 
@@ -274,7 +274,7 @@ impl Channel {
                     when_full: cfg.when_full,
                     fsync: cfg.fsync(),
                 };
-                Backend::Disk(DiskSpool::open(spool_dir, opts, metrics.clone())?)
+                Backend::Disk(Box::new(DiskSpool::open(spool_dir, opts, metrics.clone())?))
             }
             ChannelType::Memory => Backend::Memory(MemoryChannel::new(
                 max_bytes,

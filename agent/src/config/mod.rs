@@ -206,7 +206,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             });
         }
     }
-    for (id, _) in &transforms_map {
+    for id in transforms_map.keys() {
         check_id(&mut c, &mut ids, "transforms", id);
         c.add(
             &format!("transforms.{id}.type"),

@@ -44,6 +44,8 @@ pub enum AppendError {
         got: i32,
         expected: i32,
     },
+    #[error("unknown producer {producer_id}: its first batch of an epoch must have sequence 0, got {got}")]
+    UnknownProducer { producer_id: i64, got: i32 },
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
     Fenced {
         producer_id: i64,
@@ -196,6 +198,12 @@ impl Partition {
                     producer_id: h.producer_id,
                     epoch: h.producer_epoch,
                     current: current_epoch,
+                })
+            }
+            Check::UnknownProducer => {
+                return Err(AppendError::UnknownProducer {
+                    producer_id: h.producer_id,
+                    got: h.base_sequence,
                 })
             }
             Check::Append => {}

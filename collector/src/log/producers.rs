@@ -8,9 +8,12 @@
 //! appended twice.
 //!
 //! Decision for a batch (pid, epoch, base_seq, count) against the entry of pid:
-//! - pid = -1 (non-idempotent producer) or no entry: append;
+//! - pid = -1 (non-idempotent producer): append;
+//! - no entry: append if base_seq = 0, else unknown producer (the producer
+//!   starts a new epoch). Accepting any sequence here would let a pipelined
+//!   second batch land before the first, which would then look "already held";
 //! - epoch < entry epoch: fenced;
-//! - epoch > entry epoch: append (a new epoch restarts sequences);
+//! - epoch > entry epoch: append if base_seq = 0 (a new epoch restarts sequences);
 //! - base_seq = entry.next_seq: append;
 //! - the same (base_seq, last_seq) as one of the last RECENT batches: duplicate,
 //!   answered with that batch's original offsets;
@@ -52,6 +55,8 @@ pub enum Check {
     OutOfOrder { expected: i32 },
     /// A newer epoch of the producer exists.
     Fenced { current_epoch: i16 },
+    /// No state for this producer (new, or its data expired) and the batch does not start an epoch.
+    UnknownProducer,
 }
 
 /// Producer state of one partition.
@@ -67,14 +72,25 @@ impl Producers {
             return Check::Append;
         }
         let Some(e) = self.entries.get(&h.producer_id) else {
-            return Check::Append;
+            return if h.base_sequence == 0 {
+                Check::Append
+            } else {
+                Check::UnknownProducer
+            };
         };
         if h.producer_epoch < e.epoch {
             return Check::Fenced {
                 current_epoch: e.epoch,
             };
         }
-        if h.producer_epoch > e.epoch || h.base_sequence == e.next_seq {
+        if h.producer_epoch > e.epoch {
+            return if h.base_sequence == 0 {
+                Check::Append
+            } else {
+                Check::OutOfOrder { expected: 0 }
+            };
+        }
+        if h.base_sequence == e.next_seq {
             return Check::Append;
         }
         let last = h.last_sequence();
@@ -202,13 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_expired_producers_may_start_anywhere() {
+    fn unknown_and_expired_producers_must_start_an_epoch_at_zero() {
         let mut p = Producers::default();
-        assert_eq!(p.check(&h(9, 0, 777, 1, -1)), Check::Append);
-        p.record(&h(9, 0, 777, 1, 3));
+        // A pipelined second batch arriving first must not be taken as the start.
+        assert_eq!(p.check(&h(9, 0, 777, 1, -1)), Check::UnknownProducer);
+        assert_eq!(p.check(&h(9, 0, 0, 1, -1)), Check::Append);
+        p.record(&h(9, 0, 0, 1, 3));
         p.expire_below(4);
         assert_eq!(p.position(9), None);
-        assert_eq!(p.check(&h(9, 0, 12, 1, -1)), Check::Append);
+        assert_eq!(p.check(&h(9, 0, 1, 1, -1)), Check::UnknownProducer);
     }
 
     #[test]

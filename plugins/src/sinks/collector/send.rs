@@ -197,6 +197,13 @@ impl Sender {
                         backoff = Duration::from_millis(20);
                     }
                     Err(Refusal::Fenced(msg)) => return Outcome::Rejected(msg),
+                    Err(Refusal::UnknownProducer) => {
+                        if acked.load(Ordering::SeqCst) == entry.start {
+                            return Outcome::Rejected(format!("partition {partition}: the collector has no state for this producer"));
+                        }
+                        // The oldest batch in flight has not established us yet.
+                        backoff = Duration::from_millis(20);
+                    }
                     Err(Refusal::Retry(msg)) => {
                         self.retries.inc();
                         warn!(sink = %self.sink, partition, error = %msg, retry_in = ?backoff, "Send failed; retrying the same batch.");
@@ -242,6 +249,10 @@ impl Sender {
                 message,
                 ..
             }) => Err(Refusal::Fenced(message)),
+            Some(ApiError {
+                error: ErrorKind::UnknownProducer,
+                ..
+            }) => Err(Refusal::UnknownProducer),
             Some(a) => {
                 if a.error == ErrorKind::CorruptBatch || a.error == ErrorKind::InvalidRequest {
                     error!(sink = %self.sink, status = status.as_u16(), error = %a.message, "Collector refused a batch as invalid; retrying (nothing is dropped).");
@@ -263,6 +274,7 @@ impl Sender {
 
 enum Refusal {
     OutOfOrder(i32),
+    UnknownProducer,
     Fenced(String),
     Retry(String),
 }

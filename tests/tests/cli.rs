@@ -1,0 +1,153 @@
+//! The command-line contract: validation output and exit codes, pipelines in
+//! the repo, graceful shutdown, and consumer groups resuming where they stopped.
+
+use std::process::Command;
+use std::time::Duration;
+
+use weir_tests::*;
+
+#[test]
+fn every_pipeline_in_the_repo_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let out = Command::new(bin("weir"))
+                .args(["validate", "-c"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not validate:\n{}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "expected the example pipelines, found {n}");
+}
+
+#[test]
+fn an_invalid_pipeline_exits_1_listing_every_problem_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(dir.path(), "bad.yaml", "sources:\n  a:\n    type: file\n    include: [\"/x\"]\n    bogus: 1\nsinks:\n  s:\n    type: collector\n    inputs: [b]\n    url: http://x\n    topic: t\n");
+    let out = Command::new(bin("weir"))
+        .args(["validate", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:5:5: sources.a.bogus: unknown field `bogus`",
+            p.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:9:14: sinks.s.inputs[0]: no source or transform named `b`",
+            p.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 problems found"), "{err}");
+    // `run` refuses the same file the same way.
+    let out = Command::new(bin("weir"))
+        .args(["run", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn sigterm_stops_both_programs_cleanly_and_positions_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut collector = Collector::start(&dir.path().join("collector"));
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!("sources:\n  app: {{ type: file, include: [\"{}/*.log\"], poll_interval: 50ms }}\nsinks:\n  c: {{ type: collector, inputs: [app], url: {}, topic: t }}\n", logs.display(), collector.url()),
+    );
+    append_lines(&logs.join("a.log"), (0..1000).map(line));
+    let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
+    assert!(wait_for(Duration::from_secs(30), || agent
+        .metric("weir_sink_events_total", "c")
+        .filter(|v| *v == 1000.0))
+    .is_some());
+    let status = agent.proc.terminate(Duration::from_secs(15));
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "agent exit on SIGTERM"
+    );
+    append_lines(&logs.join("a.log"), (1000..1500).map(line));
+    let agent = Agent::start(&cfg, &dir.path().join("agent"));
+    assert!(
+        wait_for(Duration::from_secs(30), || agent
+            .metric("weir_sink_events_total", "c")
+            .filter(|v| *v == 500.0))
+        .is_some(),
+        "the restarted agent sends only the new lines"
+    );
+    assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "t")), 1500);
+    let status = collector.proc.terminate(Duration::from_secs(15));
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "collector exit on SIGTERM"
+    );
+}
+
+#[test]
+fn a_consumer_group_resumes_where_it_stopped_and_from_accepts_offsets_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let collector = Collector::start(&dir.path().join("collector"));
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!("sources:\n  app: {{ type: file, include: [\"{}/*.log\"], poll_interval: 50ms }}\nsinks:\n  c: {{ type: collector, inputs: [app], url: {}, topic: t, batch: {{ max_events: 100 }} }}\n", logs.display(), collector.url()),
+    );
+    append_lines(&logs.join("a.log"), (0..1000).map(line));
+    let agent = Agent::start(&cfg, &dir.path().join("agent"));
+    assert!(wait_for(Duration::from_secs(30), || agent
+        .metric("weir_sink_events_total", "c")
+        .filter(|v| *v == 1000.0))
+    .is_some());
+    let url = collector.url();
+    let first = messages(&consume(
+        &url,
+        "t",
+        &["--group", "g1", "--max-records", "300"],
+    ));
+    assert_eq!(first, (0..300).map(line).collect::<Vec<_>>());
+    let rest = messages(&consume(&url, "t", &["--group", "g1"]));
+    assert_eq!(
+        rest,
+        (300..1000).map(line).collect::<Vec<_>>(),
+        "the group resumes after the last record printed"
+    );
+    assert!(
+        consume(&url, "t", &["--group", "g1"]).is_empty(),
+        "nothing left for the group"
+    );
+    assert_eq!(
+        messages(&consume(&url, "t", &["--from", "990"])),
+        (990..1000).map(line).collect::<Vec<_>>()
+    );
+    assert!(consume(&url, "t", &["--from", "latest"]).is_empty());
+    assert_eq!(
+        consume(&url, "t", &["--from", "2000-01-01T00:00:00Z"]).len(),
+        1000
+    );
+    assert!(consume(&url, "t", &["--from", "2999-01-01T00:00:00Z"]).is_empty());
+}
