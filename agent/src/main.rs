@@ -88,7 +88,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            weir_core::process::limit_malloc_arenas();
+            // Blocking work (spool I/O, fsync, SQLite, encoding) is short; a
+            // small pool bounds threads and memory on small devices.
             let rt = match tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(8)
                 .enable_all()
                 .build()
             {

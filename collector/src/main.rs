@@ -79,7 +79,9 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Text
     });
+    weir_core::process::limit_malloc_arenas();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
         .enable_all()
         .build()
     {

@@ -20,12 +20,11 @@
 //! length against the remaining input so a record that passes the CRC but was
 //! written by a buggy or newer agent yields an error, never a panic.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::event::{Event, Metadata, Value};
+use crate::event::{Event, Fields, Metadata, Value};
 
 const VERSION: u8 = 1;
 /// Nesting bound: a hostile record cannot overflow the decoder's stack.
@@ -77,16 +76,41 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
     put_map(out, &event.fields);
 }
 
+/// Reuses the metadata strings of consecutive events: nearly every record in
+/// a spool has the same source and host, and sharing them saves two
+/// allocations per event on the hot path.
+#[derive(Default)]
+pub struct Interner {
+    source: Option<Arc<str>>,
+    host: Option<Arc<str>>,
+}
+
+fn intern(slot: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
+    match slot {
+        Some(a) if &**a == s => a.clone(),
+        _ => {
+            let a: Arc<str> = s.into();
+            *slot = Some(a.clone());
+            a
+        }
+    }
+}
+
 /// Decodes one event that fills `buf` exactly.
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+    decode_with(buf, &mut Interner::default())
+}
+
+/// Decodes one event, sharing metadata strings through `interner`.
+pub fn decode_with(buf: &[u8], interner: &mut Interner) -> Result<Event, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     let version = r.u8()?;
     if version != VERSION {
         return Err(DecodeError::Version(version));
     }
     let timestamp = i64::from_le_bytes(r.array()?);
-    let source: Arc<str> = r.str()?.into();
-    let host: Arc<str> = r.str()?.into();
+    let source = intern(&mut interner.source, r.str()?);
+    let host = intern(&mut interner.host, r.str()?);
     let topic = if r.u8()? == 1 {
         Some(r.str()?.into())
     } else {
@@ -126,7 +150,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn put_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
+fn put_map(out: &mut Vec<u8>, map: &Fields) {
     put_varint(out, map.len() as u64);
     for (k, v) in map {
         put_bytes(out, k.as_bytes());
@@ -234,14 +258,14 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Utf8(at))
     }
 
-    fn map(&mut self, depth: usize) -> Result<BTreeMap<String, Value>, DecodeError> {
+    fn map(&mut self, depth: usize) -> Result<Fields, DecodeError> {
         if depth > MAX_DEPTH {
             return Err(DecodeError::TooDeep);
         }
         let n = self.len()?;
-        let mut map = BTreeMap::new();
+        let mut map = Fields::with_capacity(n.min(64));
         for _ in 0..n {
-            let k = self.str()?.to_owned();
+            let k = self.str()?;
             let v = self.value(depth)?;
             map.insert(k, v);
         }
@@ -290,16 +314,16 @@ mod tests {
                 key: Some(Bytes::from_static(b"k1")),
             },
         );
-        let mut inner = BTreeMap::new();
+        let mut inner = Fields::new();
         inner.insert(
             "x".to_owned(),
             Value::Array(vec![Value::Null, Value::Bool(false)]),
         );
-        e.fields.insert("nested".into(), Value::Map(inner));
+        e.fields.insert("nested", Value::Map(inner));
         e.fields
-            .insert("raw".into(), Value::Bytes(Bytes::from_static(&[0xff, 0])));
-        e.fields.insert("t".into(), Value::Timestamp(-5));
-        e.fields.insert("f".into(), Value::Float(1.5));
+            .insert("raw", Value::Bytes(Bytes::from_static(&[0xff, 0])));
+        e.fields.insert("t", Value::Timestamp(-5));
+        e.fields.insert("f", Value::Float(1.5));
         e
     }
 

@@ -67,10 +67,11 @@ pub fn encode_batch<'a>(
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes, RecordError> {
+    let mut shared = SharedHeaders::default();
     let records: Vec<Record> = events
         .into_iter()
         .enumerate()
-        .map(|(i, e)| to_record(e, i as i64, stamp))
+        .map(|(i, e)| to_record(e, i as i64, stamp, &mut shared))
         .collect();
     if records.is_empty() {
         return Err(RecordError::Empty);
@@ -85,15 +86,39 @@ pub fn encode_batch<'a>(
     Ok(buf.freeze())
 }
 
-fn to_record(e: &Event, offset_delta: i64, stamp: ProducerStamp) -> Record {
+/// Header values shared by consecutive records with the same source and host
+/// (nearly all of a batch), so each record does not copy them again.
+#[derive(Default)]
+struct SharedHeaders {
+    source: Option<(std::sync::Arc<str>, Bytes)>,
+    host: Option<(std::sync::Arc<str>, Bytes)>,
+}
+
+fn shared(slot: &mut Option<(std::sync::Arc<str>, Bytes)>, s: &std::sync::Arc<str>) -> Bytes {
+    match slot {
+        Some((a, b)) if std::sync::Arc::ptr_eq(a, s) || **a == **s => b.clone(),
+        _ => {
+            let b = Bytes::copy_from_slice(s.as_bytes());
+            *slot = Some((s.clone(), b.clone()));
+            b
+        }
+    }
+}
+
+fn to_record(
+    e: &Event,
+    offset_delta: i64,
+    stamp: ProducerStamp,
+    cache: &mut SharedHeaders,
+) -> Record {
     let mut headers = IndexMap::with_capacity(2);
     headers.insert(
         StrBytes::from_static_str(HEADER_SOURCE),
-        Some(Bytes::copy_from_slice(e.meta.source.as_bytes())),
+        Some(shared(&mut cache.source, &e.meta.source)),
     );
     headers.insert(
         StrBytes::from_static_str(HEADER_HOST),
-        Some(Bytes::copy_from_slice(e.meta.host.as_bytes())),
+        Some(shared(&mut cache.host, &e.meta.host)),
     );
     Record {
         transactional: false,

@@ -132,6 +132,7 @@ struct Shared {
 }
 
 struct Reader {
+    interner: codec::Interner,
     next_id: u64,
     seg_first: Option<u64>,
     file: Option<File>,
@@ -258,6 +259,7 @@ impl DiskSpool {
                 acked,
             }),
             reader: Mutex::new(Reader {
+                interner: codec::Interner::default(),
                 next_id: acked,
                 seg_first: None,
                 file: None,
@@ -554,7 +556,7 @@ impl DiskSpool {
                         // A gap inside a segment was counted where it arose
                         // (salvage on open, or `salvage` below).
                         r.next_id = id + 1;
-                        match codec::decode(payload) {
+                        match codec::decode_with(payload, &mut r.interner) {
                             Ok(e) => {
                                 bytes += len;
                                 out.push((id, e));

@@ -71,8 +71,6 @@ enum Range {
 struct InFlight {
     entry: Entry,
     task: tokio::task::JoinHandle<Outcome>,
-    /// The batch's events, kept to resend them under a new epoch if needed.
-    events: Arc<Vec<Event>>,
 }
 
 impl CollectorSink {
@@ -119,21 +117,7 @@ impl CollectorSink {
             if pending.is_empty() {
                 acked.store(entry.start, Ordering::SeqCst);
             }
-            self.journal.inflight.push(entry.clone());
-            let events = Arc::new(events);
-            let task = self.sender.spawn(
-                entry.clone(),
-                self.journal.partitions,
-                self.producer(),
-                events.clone(),
-                acked.clone(),
-                self.ctx.shutdown.clone(),
-            );
-            pending.push_back(InFlight {
-                entry,
-                task,
-                events,
-            });
+            pending.push_back(self.launch(entry, events, &acked).await?);
         }
         loop {
             // Acknowledge finished batches in order; wait when the window is full.
@@ -141,12 +125,7 @@ impl CollectorSink {
                 if !(head.task.is_finished() || pending.len() >= self.cfg.max_in_flight) {
                     break;
                 }
-                let Some(InFlight {
-                    entry,
-                    task,
-                    events,
-                }) = pending.pop_front()
-                else {
+                let Some(InFlight { entry, task }) = pending.pop_front() else {
                     break;
                 };
                 match task.await.unwrap_or(Outcome::Shutdown) {
@@ -162,36 +141,46 @@ impl CollectorSink {
                     Outcome::Shutdown => return self.stop(pending).await,
                     Outcome::Rejected(why) => {
                         // The collector lost our sequence (restored or wiped) or
-                        // fenced this epoch: resend everything in flight under a new epoch.
+                        // fenced this epoch: resend everything in flight under a
+                        // new epoch, re-read from the channel.
                         warn!(sink = %self.ctx.id, reason = %why, "Collector refused our sequence; resending in-flight batches under a new producer epoch.");
-                        let mut all = vec![(entry, events)];
+                        let mut entries = vec![entry];
                         for f in pending.drain(..) {
                             f.task.abort();
-                            all.push((f.entry, f.events));
+                            entries.push(f.entry);
                         }
                         self.journal.bump_epoch();
-                        acked.store(all[0].0.start, Ordering::SeqCst);
-                        for (entry, events) in all {
-                            let entry = self.plan(entry.start, entry.end, &events);
-                            pending.push_back(self.dispatch(entry, events, &acked).await?);
+                        self.ctx.input.rewind();
+                        self.buffer.clear();
+                        acked.store(entries[0].start, Ordering::SeqCst);
+                        for old in entries {
+                            match self.take_range(old.start, old.end).await {
+                                Range::Events(events) => {
+                                    let entry = self.plan(old.start, old.end, &events);
+                                    pending.push_back(self.launch(entry, events, &acked).await?);
+                                }
+                                Range::Shutdown => return self.stop(pending).await,
+                                Range::Acked | Range::Gone => {
+                                    warn!(sink = %self.ctx.id, start = old.start, end = old.end, "An in-flight batch is no longer in the channel; skipping it.");
+                                }
+                            }
                         }
                     }
                 }
             }
-            let Some(events) = self.fill().await else {
+            let Some(batch) = self.fill().await else {
                 return self.stop(pending).await;
             };
-            if events.is_empty() {
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 continue;
-            }
-            let start = events[0].0;
-            let end = events[events.len() - 1].0 + 1;
-            let events: Arc<Vec<Event>> = Arc::new(events.into_iter().map(|(_, e)| e).collect());
+            };
+            let (start, end) = (first.0, last.0 + 1);
+            let events: Vec<Event> = batch.into_iter().map(|(_, e)| e).collect();
             if pending.is_empty() {
                 acked.store(start, Ordering::SeqCst);
             }
             let entry = self.plan(start, end, &events);
-            pending.push_back(self.dispatch(entry, events, &acked).await?);
+            pending.push_back(self.launch(entry, events, &acked).await?);
         }
     }
 
@@ -226,28 +215,36 @@ impl CollectorSink {
         }
     }
 
-    /// Journals a planned batch, then starts sending it.
-    async fn dispatch(
+    /// Encodes a planned batch, journals it, then starts sending it. Only
+    /// the encoded bytes stay in memory while it is in flight.
+    async fn launch(
         &mut self,
         entry: Entry,
-        events: Arc<Vec<Event>>,
+        events: Vec<Event>,
         acked: &Arc<AtomicU64>,
     ) -> Result<InFlight, ComponentError> {
-        self.journal.inflight.push(entry.clone());
-        self.save().await?;
-        let task = self.sender.spawn(
+        let (e, partitions, producer, compression) = (
             entry.clone(),
             self.journal.partitions,
             self.producer(),
-            events.clone(),
+            self.cfg.compression,
+        );
+        let count = events.len();
+        let batches =
+            blocking(move || send::encode_entry(&e, partitions, producer, &events, compression))
+                .await?;
+        if !self.journal.inflight.contains(&entry) {
+            self.journal.inflight.push(entry.clone());
+        }
+        self.save().await?;
+        let task = self.sender.spawn(
+            entry.clone(),
+            batches,
+            count,
             acked.clone(),
             self.ctx.shutdown.clone(),
         );
-        Ok(InFlight {
-            entry,
-            task,
-            events,
-        })
+        Ok(InFlight { entry, task })
     }
 
     async fn save(&self) -> Result<(), ComponentError> {

@@ -36,7 +36,6 @@ pub struct Sender {
     client: reqwest::Client,
     base: String,
     topic: String,
-    compression: Compression,
     initial_backoff: Duration,
     max_backoff: Duration,
     sink: String,
@@ -71,7 +70,6 @@ impl Sender {
             client,
             base: cfg.url.trim_end_matches('/').to_owned(),
             topic: cfg.topic.clone(),
-            compression: cfg.compression,
             initial_backoff: cfg.initial_backoff,
             max_backoff: cfg.max_backoff,
             sink: ctx.id.clone(),
@@ -130,45 +128,29 @@ impl Sender {
         .await
     }
 
-    /// Starts sending a batch; the task ends when it is confirmed, refused or at shutdown.
-    /// `acked` holds the first unconfirmed spool id: the task is the oldest in flight when it equals `entry.start`.
+    /// Starts sending an encoded batch; the task ends when it is confirmed,
+    /// refused or at shutdown. `acked` holds the first unconfirmed spool id:
+    /// the task is the oldest in flight when it equals `entry.start`.
     pub fn spawn(
         self: &Arc<Self>,
         entry: Entry,
-        partitions: u32,
-        producer: Producer,
-        events: Arc<Vec<Event>>,
+        batches: Vec<(u32, i32, i32, Bytes)>,
+        events: usize,
         acked: Arc<AtomicU64>,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<Outcome> {
         let me = self.clone();
-        tokio::spawn(async move {
-            me.send_entry(entry, partitions, producer, events, acked, shutdown)
-                .await
-        })
+        tokio::spawn(async move { me.send_entry(entry, batches, events, acked, shutdown).await })
     }
 
     async fn send_entry(
         &self,
         entry: Entry,
-        partitions: u32,
-        producer: Producer,
-        events: Arc<Vec<Event>>,
+        batches: Vec<(u32, i32, i32, Bytes)>,
+        events: usize,
         acked: Arc<AtomicU64>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Outcome {
-        let compression = self.compression;
-        let e2 = entry.clone();
-        let evs = events.clone();
-        let encoded = tokio::task::spawn_blocking(move || {
-            encode_entry(&e2, partitions, producer, &evs, compression)
-        })
-        .await;
-        let batches = match encoded {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Outcome::Rejected(format!("encoding failed: {e}")),
-            Err(e) => return Outcome::Rejected(format!("encoding task failed: {e}")),
-        };
         for (partition, base_seq, count, bytes) in batches {
             let mut backoff = self.initial_backoff;
             loop {
@@ -217,7 +199,7 @@ impl Sender {
             }
         }
         self.batches.inc();
-        self.events.add(events.len() as u64);
+        self.events.add(events as u64);
         Outcome::Acked
     }
 

@@ -438,10 +438,9 @@ impl FileSource {
         let mut ends = Vec::with_capacity(lines.len());
         let now = weir_core::event::now_nanos();
         for line in lines {
-            let mut e = Event::from_message(line.value, meta.clone());
-            e.timestamp = now;
+            let mut e = Event::from_message_at(line.value, meta.clone(), now);
             if let Some((k, v)) = &path_value {
-                e.fields.insert(k.clone(), v.clone());
+                e.fields.insert(k.as_str(), v.clone());
             }
             events.push(e);
             ends.push(line.end);
