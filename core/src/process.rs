@@ -30,6 +30,10 @@ pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only adjusts allocator tuning; called before threads start.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // A fixed threshold stops glibc from raising it after large frees,
+        // so batch-sized buffers keep coming from mmap and go back to the
+        // OS when freed instead of fragmenting the heap.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
