@@ -51,6 +51,10 @@ impl StateStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed checkpoint survives power loss, not only a crash.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // A small, reused WAL: the database shares the disk with the spools
+        // and must keep working when that disk is nearly full.
+        conn.pragma_update(None, "wal_autocheckpoint", 64)?;
+        conn.pragma_update(None, "journal_size_limit", 512 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS file_checkpoints (

@@ -186,3 +186,102 @@ fn a_full_spool_under_drop_newest_counts_exactly_what_is_missing() {
     // What arrived is the oldest lines, in order, each once.
     assert_exactly_once_in_order(&got, expect);
 }
+
+/// Runs the agent in its own user and mount namespace with `data` on a tmpfs
+/// of `kib` KiB, so the spool and state database meet a real ENOSPC.
+fn agent_on_tiny_disk(cfg: &Path, data: &Path, kib: u32) -> Agent {
+    std::fs::create_dir_all(data).unwrap();
+    let metrics = free_port();
+    let script = format!(
+        "mount -t tmpfs -o size={kib}k tmpfs '{}' && exec '{}' run -c '{}' --data-dir '{}' --metrics-listen {metrics}",
+        data.display(),
+        bin("weir").display(),
+        cfg.display(),
+        data.display()
+    );
+    let log = data.with_extension("log");
+    let f = std::fs::File::create(&log).unwrap();
+    let child = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(f)
+        .spawn()
+        .expect("unshare (util-linux) is needed for the full-disk test");
+    let agent = Agent {
+        proc: Proc { child, log },
+        config: cfg.to_path_buf(),
+        data: data.to_path_buf(),
+        metrics,
+    };
+    let up = wait_for(Duration::from_secs(15), || agent.metrics_text().map(|_| ()));
+    assert!(
+        up.is_some(),
+        "agent on a tmpfs did not start: {}",
+        agent.proc.log_text()
+    );
+    agent
+}
+
+#[test]
+fn a_full_disk_holds_the_source_back_without_exiting_or_losing_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let (cdata, addr) = down_collector(dir.path());
+    // The spool's own bound (64MiB) is far above the disk (2MiB): the disk fills first.
+    let cfg = pipeline(
+        dir.path(),
+        &logs,
+        &format!("http://{addr}"),
+        "{ type: disk, max_bytes: 64MiB, segment_bytes: 32KiB }",
+    );
+    let mut agent = agent_on_tiny_disk(&cfg, &dir.path().join("agent"), 2048);
+    let n = 10_000; // about 1.1 MB of lines, more than the disk leaves the spool
+    append_lines(&logs.join("app.log"), (0..n).map(line));
+    let full = wait_for(Duration::from_secs(30), || {
+        agent
+            .metric("weir_channel_no_space_total", "central")
+            .filter(|v| *v > 0.0)
+    });
+    assert!(
+        full.is_some(),
+        "the spool should have hit ENOSPC: {}",
+        agent.proc.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        agent.proc.child.try_wait().unwrap().is_none(),
+        "a full disk must not stop the agent"
+    );
+    assert!(
+        agent
+            .metric("weir_source_events_total", "app")
+            .unwrap_or(0.0)
+            < n as f64,
+        "the source must be held back"
+    );
+    // Space comes back as the collector drains the spool.
+    let collector = Collector::start_on(&cdata, addr);
+    let done = wait_for(Duration::from_secs(90), || {
+        end_offset(&collector).filter(|e| *e as usize >= n)
+    });
+    assert!(
+        done.is_some(),
+        "did not drain after the disk freed up: {}",
+        agent.proc.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "outage")), n);
+    assert_eq!(
+        agent.metric("weir_channel_dropped_events_total", "central"),
+        Some(0.0)
+    );
+    assert_eq!(
+        agent
+            .proc
+            .terminate(Duration::from_secs(15))
+            .map(|s| s.success()),
+        Some(true),
+        "clean exit after the outage"
+    );
+}

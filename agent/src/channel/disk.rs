@@ -47,6 +47,8 @@ pub struct DiskOptions {
     pub segment_bytes: u64,
     pub when_full: WhenFull,
     pub fsync: FsyncPolicy,
+    /// Free space to leave on the filesystem (normally [`MIN_FREE_BYTES`]).
+    pub min_free_bytes: u64,
 }
 
 /// Errors of spool I/O.
@@ -99,6 +101,22 @@ pub struct Appended {
 pub struct StreamPos<'a> {
     pub stream: &'a str,
     pub ends: &'a [u64],
+}
+
+/// Free space the spool leaves on its filesystem. The state database (file
+/// positions, sink journals) shares the disk and must always be writable:
+/// a sink that cannot journal cannot send, acknowledge and free the spool,
+/// so a spool that filled the disk to the last byte would never drain.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Bytes available to unprivileged writers on the filesystem holding `dir`.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 const COMMIT: u8 = 1;
@@ -365,15 +383,22 @@ impl DiskSpool {
             || (w.size > 0 && w.size + frames.len() as u64 > self.opts.segment_bytes)
         {
             self.roll(w)?;
-            if !w.positions.is_empty() {
-                // The new segment starts with every stream's position, so
-                // recovery needs to read only the last segment.
-                let mut it = w.positions.iter().map(|(k, v)| (k.as_str(), *v));
-                frame::put_control(&mut prefix, w.next_id, PREAMBLE, &mut it);
-            }
+        }
+        if w.size == 0 && !w.positions.is_empty() {
+            // A segment starts with every stream's position, so recovery
+            // needs to read only the last segment. (Checked by size, not by
+            // roll: a first write that failed for space is retried here.)
+            let mut it = w.positions.iter().map(|(k, v)| (k.as_str(), *v));
+            frame::put_control(&mut prefix, w.next_id, PREAMBLE, &mut it);
         }
         let mut it = advanced.into_iter();
         frame::put_control(frames, end_id, COMMIT, &mut it);
+        let need = (prefix.len() + frames.len()) as u64;
+        if available_bytes(&self.dir).is_some_and(|free| free < need + self.opts.min_free_bytes) {
+            return Err(SpoolError::NoSpace {
+                path: self.dir.clone(),
+            });
+        }
         let path = seg_path(&self.dir, w.first_id);
         let Some(file) = w.file.as_mut() else {
             unreachable!("roll opened a segment")
@@ -821,6 +846,7 @@ mod tests {
             segment_bytes,
             when_full,
             fsync: FsyncPolicy::Batch,
+            min_free_bytes: 0,
         }
     }
 

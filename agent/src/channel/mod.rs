@@ -273,6 +273,7 @@ impl Channel {
                     segment_bytes: seg,
                     when_full: cfg.when_full,
                     fsync: cfg.fsync(),
+                    min_free_bytes: disk::MIN_FREE_BYTES,
                 };
                 Backend::Disk(Box::new(DiskSpool::open(spool_dir, opts, metrics.clone())?))
             }

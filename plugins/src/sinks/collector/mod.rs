@@ -247,11 +247,28 @@ impl CollectorSink {
         Ok(InFlight { entry, task })
     }
 
+    /// Commits the journal, retrying while the state database cannot be
+    /// written (a full disk is a normal state: nothing is sent until the
+    /// journal is durable). Fails only at shutdown.
     async fn save(&self) -> Result<(), ComponentError> {
-        let state = self.ctx.state.clone();
-        let id = self.ctx.id.clone();
-        let j = self.journal.clone();
-        blocking(move || j.save(&state, &id)).await
+        let mut backoff = self.cfg.initial_backoff;
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let state = self.ctx.state.clone();
+            let id = self.ctx.id.clone();
+            let j = self.journal.clone();
+            match blocking(move || j.save(&state, &id)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Cannot write the sink journal; retrying before sending more.")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(send::jitter(backoff)) => {}
+                _ = shutdown.wait_for(|s| *s) => return Err(ComponentError("shutting down with the journal unsaved".into())),
+            }
+            backoff = (backoff * 2).min(self.cfg.max_backoff);
+        }
     }
 
     /// Reads the next batch: waits for a first record, then up to `batch.timeout` to fill it.
