@@ -151,3 +151,42 @@ fn a_consumer_group_resumes_where_it_stopped_and_from_accepts_offsets_and_times(
     );
     assert!(consume(&url, "t", &["--from", "2999-01-01T00:00:00Z"]).is_empty());
 }
+
+#[test]
+fn file_and_stdout_sinks_write_every_line_and_the_collector_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = dir.path().join("copy.txt");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "sources:\n  app: {{ type: file, include: [\"{}/*.log\"], poll_interval: 50ms }}\nsinks:\n  copy: {{ type: file, inputs: [app], path: \"{}\", encoding: text }}\n  console: {{ type: stdout, inputs: [app], channel: {{ type: memory }} }}\n",
+            logs.display(),
+            out.display()
+        ),
+    );
+    append_lines(&logs.join("a.log"), (0..2000).map(line));
+    let agent = Agent::start(&cfg, &dir.path().join("agent"));
+    let done = wait_for(Duration::from_secs(30), || {
+        let copied = agent.metric("weir_sink_events_total", "copy")?;
+        let printed = agent.metric("weir_sink_events_total", "console")?;
+        (copied == 2000.0 && printed == 2000.0).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "sinks did not deliver: {}",
+        agent.proc.log_text()
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert_exactly_once_in_order(&got, 2000);
+
+    let collector = Collector::start(&dir.path().join("collector"));
+    let m = http_get(collector.addr, "/metrics").expect("collector metrics");
+    assert!(
+        m.contains("# TYPE weir_collector_batches_appended_total counter"),
+        "{m}"
+    );
+}

@@ -1,0 +1,385 @@
+//! Disk spool behaviour: recovery from every kind of damage, the full
+//! policies, and a model check of append/read/ack/reopen.
+
+use super::*;
+use weir_core::Metadata;
+
+fn ev(i: u64) -> Event {
+    Event::from_message(format!("line number {i}"), Metadata::default())
+}
+
+fn opts(max_bytes: u64, segment_bytes: u64, when_full: WhenFull) -> DiskOptions {
+    DiskOptions {
+        max_bytes,
+        segment_bytes,
+        when_full,
+        fsync: FsyncPolicy::Batch,
+        min_free_bytes: 0,
+    }
+}
+
+fn open(dir: &Path, o: DiskOptions) -> DiskSpool {
+    DiskSpool::open(dir, o, ChannelMetrics::default()).unwrap()
+}
+
+fn messages(batch: &[(u64, Event)]) -> Vec<String> {
+    batch
+        .iter()
+        .map(|(_, e)| e.message().unwrap().to_owned())
+        .collect()
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn reopen_resumes_after_the_acknowledged_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 4096, WhenFull::Block));
+    let evs: Vec<Event> = (0..100).map(ev).collect();
+    assert_eq!(s.append(&evs, None).unwrap().consumed, 100);
+    let b = s.read(30, usize::MAX).unwrap();
+    assert_eq!(b.len(), 30);
+    s.ack(b[29].0 + 1).unwrap();
+    drop(s);
+    let s = open(dir.path(), opts(1 << 20, 4096, WhenFull::Block));
+    let rest = s.read(1000, usize::MAX).unwrap();
+    assert_eq!(
+        messages(&rest),
+        (30..100)
+            .map(|i| format!("line number {i}"))
+            .collect::<Vec<_>>()
+    );
+    // New records continue the id sequence.
+    s.append(&[ev(100)], None).unwrap();
+    assert_eq!(
+        s.read(10, usize::MAX).unwrap()[0].0,
+        rest.last().unwrap().0 + 1
+    );
+}
+
+#[test]
+fn acknowledged_segments_are_deleted_and_space_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    for k in 0..20 {
+        s.append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
+    }
+    let before = s.total_bytes();
+    let b = s.read(1000, usize::MAX).unwrap();
+    assert!(s.ack(b.last().unwrap().0 + 1).unwrap() > 0);
+    assert!(s.total_bytes() < before);
+    let segs = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "spool"))
+        .count();
+    assert_eq!(segs, 1, "only the active segment remains");
+}
+
+#[test]
+fn torn_tail_is_truncated_to_the_last_good_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+    s.append(&(0..10).map(ev).collect::<Vec<_>>(), None)
+        .unwrap();
+    drop(s);
+    let seg = last_segment(dir.path());
+    let good_len = fs::metadata(&seg).unwrap().len();
+    let mut torn = Vec::new();
+    frame::put(&mut torn, 10, b"half a record that never finished");
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&torn[..torn.len() / 2]).unwrap();
+    drop(f);
+    let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+    assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
+    assert_eq!(s.read(100, usize::MAX).unwrap().len(), 10);
+    s.append(&[ev(10)], None).unwrap();
+    assert_eq!(s.read(100, usize::MAX).unwrap()[0].0, 10);
+}
+
+#[test]
+fn damaged_record_in_the_tail_is_quarantined_and_the_rest_salvaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+    s.append(&(0..10).map(ev).collect::<Vec<_>>(), None)
+        .unwrap();
+    drop(s);
+    let seg = last_segment(dir.path());
+    let mut data = fs::read(&seg).unwrap();
+    let rec = data.len() / 10;
+    data[3 * rec + 20] ^= 0xff; // inside record 3's payload
+    fs::write(&seg, &data).unwrap();
+    let m = ChannelMetrics::default();
+    let s = DiskSpool::open(
+        dir.path(),
+        opts(1 << 20, 1 << 20, WhenFull::Block),
+        m.clone(),
+    )
+    .unwrap();
+    let got = s.read(100, usize::MAX).unwrap();
+    let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(m.corrupt.get(), 1);
+    assert!(dir
+        .path()
+        .join("quarantine")
+        .join(seg.file_name().unwrap())
+        .exists());
+}
+
+#[test]
+fn reader_skips_a_damaged_record_in_a_sealed_segment_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ChannelMetrics::default();
+    let s = DiskSpool::open(dir.path(), opts(1 << 20, 2048, WhenFull::Block), m.clone()).unwrap();
+    for k in 0..10 {
+        s.append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
+    }
+    let first = dir.path().join(format!("{:020}.spool", 0));
+    let mut data = fs::read(&first).unwrap();
+    data[frame::HEADER + 2] ^= 0xff; // payload of record 0
+    fs::write(&first, &data).unwrap();
+    let got = s.read(1000, usize::MAX).unwrap();
+    assert_eq!(got.len(), 99);
+    assert_eq!(got[0].0, 1);
+    assert_eq!(m.corrupt.get(), 1);
+}
+
+#[test]
+fn block_policy_takes_only_what_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(4096, 1024, WhenFull::Block));
+    let a = s
+        .append(&(0..1000).map(ev).collect::<Vec<_>>(), None)
+        .unwrap();
+    assert!(a.consumed > 0 && a.consumed < 1000);
+    assert_eq!(a.dropped_newest, 0);
+    assert!(s.total_bytes() <= 4096);
+    assert_eq!(
+        s.append(&[ev(0)], None).unwrap().consumed,
+        0,
+        "full until acknowledged"
+    );
+}
+
+#[test]
+fn drop_newest_counts_exactly_what_it_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ChannelMetrics::default();
+    let s = DiskSpool::open(
+        dir.path(),
+        opts(4096, 1024, WhenFull::DropNewest),
+        m.clone(),
+    )
+    .unwrap();
+    let a = s
+        .append(&(0..1000).map(ev).collect::<Vec<_>>(), None)
+        .unwrap();
+    assert_eq!(a.consumed, 1000);
+    let kept = s.read(10_000, usize::MAX).unwrap().len();
+    assert_eq!(kept + a.dropped_newest, 1000);
+    assert_eq!(m.dropped_newest.get(), a.dropped_newest as u64);
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ChannelMetrics::default();
+    let s = DiskSpool::open(
+        dir.path(),
+        opts(4096, 1024, WhenFull::DropOldest),
+        m.clone(),
+    )
+    .unwrap();
+    for k in 0..100 {
+        let a = s
+            .append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
+        assert_eq!(a.dropped_newest, 0);
+    }
+    let got = s.read(10_000, usize::MAX).unwrap();
+    assert_eq!(got.last().unwrap().1.message(), Some("line number 999"));
+    assert_eq!(got.len() as u64 + m.dropped_oldest.get(), 1000);
+    assert!(s.total_bytes() <= 4096);
+}
+
+#[test]
+fn an_append_without_its_commit_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+    s.append(&(0..5).map(ev).collect::<Vec<_>>(), None).unwrap();
+    drop(s);
+    // Simulate a crash mid-append: event frames reached the file, the commit did not.
+    let mut half = Vec::new();
+    frame::put(&mut half, 5, b"whatever");
+    frame::put(&mut half, 6, b"whatever");
+    OpenOptions::new()
+        .append(true)
+        .open(last_segment(dir.path()))
+        .unwrap()
+        .write_all(&half)
+        .unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1 << 20, WhenFull::Block));
+    assert_eq!(s.read(100, usize::MAX).unwrap().len(), 5);
+}
+
+#[test]
+fn events_reread_after_a_crash_are_not_spooled_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    let evs: Vec<Event> = (0..30).map(ev).collect();
+    let ends: Vec<u64> = (1..=30).map(|i| i * 100).collect();
+    s.append(
+        &evs[..20],
+        Some(StreamPos {
+            stream: "f/1",
+            ends: &ends[..20],
+        }),
+    )
+    .unwrap();
+    // Fill a few segments with another stream so the position must survive rolls.
+    for k in 0..10 {
+        let other: Vec<Event> = (0..10)
+            .map(|i| Event::from_message(format!("other {k} {i}"), Metadata::default()))
+            .collect();
+        s.append(
+            &other,
+            Some(StreamPos {
+                stream: "f/2",
+                ends: &[1; 10].map(|x: u64| x + k),
+            }),
+        )
+        .unwrap();
+    }
+    drop(s);
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    assert_eq!(s.position("f/1"), Some(2000));
+    // The source's checkpoint was older: it reads from event 10 again.
+    let a = s
+        .append(
+            &evs[10..],
+            Some(StreamPos {
+                stream: "f/1",
+                ends: &ends[10..],
+            }),
+        )
+        .unwrap();
+    assert_eq!((a.consumed, a.skipped), (20, 10));
+    let all: Vec<String> = s
+        .read(10_000, usize::MAX)
+        .unwrap()
+        .iter()
+        .filter_map(|(_, e)| e.message().map(str::to_owned))
+        .collect();
+    for i in 0..30 {
+        let n = all
+            .iter()
+            .filter(|m| **m == format!("line number {i}"))
+            .count();
+        assert_eq!(n, 1, "line {i}");
+    }
+}
+
+mod model {
+    //! The spool against a plain in-memory queue: any sequence of appends
+    //! (some re-appending a stream's events as a source does after a crash),
+    //! reads, acknowledgements and reopenings yields exactly the model's
+    //! records, in order, each once. Failures proptest finds are kept in
+    //! `proptest-regressions/` beside this file.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Append `n` new lines of the stream, re-offering the last `overlap` already offered.
+        Append {
+            n: usize,
+            overlap: usize,
+        },
+        Read(usize),
+        /// Acknowledge everything read so far.
+        AckRead,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1usize..40, 0usize..10).prop_map(|(n, overlap)| Op::Append { n, overlap }),
+            3 => (1usize..60).prop_map(Op::Read),
+            2 => Just(Op::AckRead),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn spool_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let o = opts(1 << 30, 2048, WhenFull::Block);
+            let mut spool = open(dir.path(), o.clone());
+            // Model: lines not yet acknowledged, and how many of them were read.
+            let mut unacked: VecDeque<u64> = VecDeque::new();
+            let mut read_upto = 0usize; // index into unacked
+            let mut offered = 0u64; // lines of the stream offered so far (their positions are 1..=offered)
+            let mut last_read_id: Option<u64> = None;
+            for op in ops {
+                match op {
+                    Op::Append { n, overlap } => {
+                        let from = offered.saturating_sub(overlap as u64);
+                        let to = offered + n as u64;
+                        let events: Vec<Event> = (from..to).map(ev).collect();
+                        let ends: Vec<u64> = (from + 1..=to).collect();
+                        let a = spool.append(&events, Some(StreamPos { stream: "s", ends: &ends })).unwrap();
+                        prop_assert_eq!(a.consumed, events.len());
+                        prop_assert_eq!(a.skipped as u64, offered - from, "re-offered lines are skipped");
+                        unacked.extend(offered..to);
+                        offered = to;
+                    }
+                    Op::Read(k) => {
+                        let got = spool.read(k, usize::MAX).unwrap();
+                        let want: Vec<u64> = unacked.iter().skip(read_upto).take(k).copied().collect();
+                        let msgs: Vec<String> = got.iter().map(|(_, e)| e.message().unwrap().to_owned()).collect();
+                        prop_assert_eq!(msgs, want.iter().map(|i| format!("line number {i}")).collect::<Vec<_>>());
+                        for (id, _) in &got {
+                            prop_assert!(last_read_id.is_none_or(|l| *id > l), "ids increase");
+                            last_read_id = Some(*id);
+                        }
+                        read_upto += got.len();
+                    }
+                    Op::AckRead => {
+                        if let Some(id) = last_read_id {
+                            spool.ack(id + 1).unwrap();
+                            unacked.drain(..read_upto);
+                            read_upto = 0;
+                        }
+                    }
+                    Op::Reopen => {
+                        drop(spool);
+                        spool = open(dir.path(), o.clone());
+                        read_upto = 0;
+                        last_read_id = None;
+                    }
+                }
+            }
+            // Whatever is left unacknowledged is exactly what a fresh reader gets.
+            drop(spool);
+            let spool = open(dir.path(), o);
+            let rest: Vec<String> = spool.read(usize::MAX, usize::MAX).unwrap().iter().map(|(_, e)| e.message().unwrap().to_owned()).collect();
+            prop_assert_eq!(rest, unacked.iter().map(|i| format!("line number {i}")).collect::<Vec<_>>());
+        }
+    }
+}
