@@ -17,6 +17,7 @@ use weir_core::Event;
 use weir_plugins::state::StateStore;
 use weir_plugins::{
     BoxFuture, SendError, SinkContext, SinkInput, SourceBatch, SourceContext, SourceOutput,
+    Transform, TransformContext,
 };
 
 use crate::channel::{Channel, ChannelType, FsyncPolicy};
@@ -127,20 +128,29 @@ pub async fn run(
         sinks.spawn(async move { (id, task.await) });
     }
 
+    // Transforms are built once; a transform fed by several sources is shared.
+    let mut transforms: HashMap<String, SharedTransform> = HashMap::new();
+    for t in &pipeline.transforms {
+        let ctx = TransformContext {
+            id: t.id.clone(),
+            metrics: registry.clone(),
+        };
+        let built = t.config.build(ctx).map_err(|e| RunError::Build {
+            component: format!("transform {}", t.id),
+            message: e.0,
+        })?;
+        transforms.insert(t.id.clone(), Arc::new(std::sync::Mutex::new(built)));
+    }
+
     let mut sources = JoinSet::new();
     for src in &pipeline.sources {
-        let outs: Vec<Channel> = pipeline
-            .sinks
-            .iter()
-            .filter(|s| s.inputs.contains(&src.id))
-            .map(|s| channels[&s.id].clone())
-            .collect();
-        if outs.is_empty() {
+        let routes = routes_from(&src.id, &pipeline, &channels, &transforms);
+        if routes.is_empty() {
             warn!(source = %src.id, "No sink reads this source; it is not started.");
             continue;
         }
         let output = Arc::new(Fanout {
-            channels: outs,
+            routes,
             shutdown: src_stop.clone(),
             events: registry.counter(
                 "weir_component_sent_events_total",
@@ -223,8 +233,91 @@ async fn drain(
 }
 
 /// A source's output: every channel downstream, in turn.
+type SharedTransform = Arc<std::sync::Mutex<Box<dyn Transform>>>;
+
+/// Where a batch goes next: a sink's channel, or a transform and what follows it.
+enum Route {
+    Channel(Channel),
+    Transform {
+        t: SharedTransform,
+        next: Vec<Route>,
+    },
+}
+
+/// The routes out of a source or transform. The graph is acyclic (validated),
+/// so the recursion ends.
+fn routes_from(
+    node: &str,
+    p: &Pipeline,
+    channels: &HashMap<String, Channel>,
+    transforms: &HashMap<String, SharedTransform>,
+) -> Vec<Route> {
+    let mut out = Vec::new();
+    for s in p
+        .sinks
+        .iter()
+        .filter(|s| s.inputs.iter().any(|i| i == node))
+    {
+        out.push(Route::Channel(channels[&s.id].clone()));
+    }
+    for t in p
+        .transforms
+        .iter()
+        .filter(|t| t.inputs.iter().any(|i| i == node))
+    {
+        let next = routes_from(&t.id, p, channels, transforms);
+        if let Some(shared) = transforms.get(&t.id) {
+            out.push(Route::Transform {
+                t: shared.clone(),
+                next,
+            });
+        }
+    }
+    out
+}
+
+/// Delivers a batch along `routes`: channels share it, each transform
+/// branch gets its own copy (the last one takes the original).
+fn deliver<'a>(
+    routes: &'a [Route],
+    batch: SourceBatch,
+    shutdown: &'a mut watch::Receiver<bool>,
+) -> BoxFuture<'a, Result<(), SendError>> {
+    Box::pin(async move {
+        let shared = Arc::new(batch);
+        for r in routes {
+            if let Route::Channel(ch) = r {
+                ch.push(shared.clone(), shutdown)
+                    .await
+                    .map_err(|_| SendError::Shutdown)?;
+            }
+        }
+        let branches: Vec<(&SharedTransform, &Vec<Route>)> = routes
+            .iter()
+            .filter_map(|r| match r {
+                Route::Transform { t, next } => Some((t, next)),
+                Route::Channel(_) => None,
+            })
+            .collect();
+        let mut shared = Some(shared);
+        let count = branches.len();
+        for (k, (t, next)) in branches.into_iter().enumerate() {
+            let mut b = if k + 1 == count {
+                let last = shared.take().unwrap_or_default();
+                Arc::try_unwrap(last).unwrap_or_else(|a| (*a).clone())
+            } else {
+                shared.as_deref().cloned().unwrap_or_default()
+            };
+            t.lock().unwrap_or_else(|e| e.into_inner()).apply(&mut b);
+            deliver(next, b, shutdown).await?;
+        }
+        Ok(())
+    })
+}
+
+/// A source's output: every route downstream, in turn.
 struct Fanout {
-    channels: Vec<Channel>,
+    routes: Vec<Route>,
     shutdown: watch::Receiver<bool>,
     events: Counter,
 }
@@ -233,13 +326,8 @@ impl SourceOutput for Fanout {
     fn send(&self, batch: SourceBatch) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async move {
             let n = batch.events.len() as u64;
-            let batch = Arc::new(batch);
             let mut shutdown = self.shutdown.clone();
-            for ch in &self.channels {
-                ch.push(batch.clone(), &mut shutdown)
-                    .await
-                    .map_err(|_| SendError::Shutdown)?;
-            }
+            deliver(&self.routes, batch, &mut shutdown).await?;
             self.events.add(n);
             Ok(())
         })

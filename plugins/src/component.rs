@@ -36,6 +36,28 @@ pub struct SourceBatch {
     pub ends: Vec<u64>,
 }
 
+impl SourceBatch {
+    /// Keeps the events for which `keep` is true, with their positions, so a
+    /// transform that drops events leaves `ends` aligned with `events`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Event) -> bool) {
+        if self.ends.len() == self.events.len() {
+            let mut i = 0;
+            let ends = &mut self.ends;
+            self.events.retain(|e| {
+                let k = keep(e);
+                if !k {
+                    ends.remove(i);
+                } else {
+                    i += 1;
+                }
+                k
+            });
+        } else {
+            self.events.retain(|e| keep(e));
+        }
+    }
+}
+
 /// Why a send did not complete.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
@@ -99,6 +121,32 @@ pub struct ComponentError(pub String);
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub String);
+
+/// A transform: changes, drops or routes events between sources and
+/// channels. It runs inline on the source's batch, before the batch reaches
+/// any channel, so it sees every event exactly as often as the channels do
+/// and positions stay exact. A transform that drops events removes their
+/// positions with them ([`SourceBatch::retain`]).
+pub trait Transform: Send {
+    /// Transforms `batch` in place.
+    fn apply(&mut self, batch: &mut SourceBatch);
+}
+
+/// What a transform is given when built.
+pub struct TransformContext {
+    pub id: String,
+    pub metrics: Registry,
+}
+
+/// A transform's configuration.
+pub trait TransformConfig: Debug + Send + Sync {
+    /// Value problems serde cannot see, for `weir validate`.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Builds the transform.
+    fn build(&self, ctx: TransformContext) -> Result<Box<dyn Transform>, BuildError>;
+}
 
 /// A source's configuration.
 pub trait SourceConfig: Debug + Send + Sync {

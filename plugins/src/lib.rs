@@ -8,5 +8,6 @@ pub mod registry;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod transforms;
 
 pub use component::*;

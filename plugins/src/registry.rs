@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::component::{SinkConfig, SourceConfig};
+use crate::component::{SinkConfig, SourceConfig, TransformConfig};
 
 /// A config that did not deserialize: the key path inside the component and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,18 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
     ]
 }
 
+/// Every compiled-in transform type.
+pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
+    vec![Kind::<dyn TransformConfig> {
+        name: "add_fields",
+        parse: |v| {
+            parse::<crate::transforms::add_fields::AddFieldsConfig>(v)
+                .map(|c| Box::new(c) as Box<dyn TransformConfig>)
+        },
+        example: "fields: { env: prod, site: 7 }",
+    }]
+}
+
 /// Every compiled-in sink type.
 pub fn sinks() -> Vec<Kind<dyn SinkConfig>> {
     vec![
@@ -99,6 +111,16 @@ mod tests {
             assert!(
                 cfg.problems().is_empty(),
                 "source {}: {:?}",
+                k.name,
+                cfg.problems()
+            );
+        }
+        for k in transforms() {
+            let v: serde_yaml::Value = serde_yaml::from_str(k.example).unwrap();
+            let cfg = (k.parse)(v).unwrap_or_else(|e| panic!("transform {}: {e:?}", k.name));
+            assert!(
+                cfg.problems().is_empty(),
+                "transform {}: {:?}",
                 k.name,
                 cfg.problems()
             );

@@ -190,3 +190,65 @@ fn file_and_stdout_sinks_write_every_line_and_the_collector_serves_metrics() {
         "{m}"
     );
 }
+
+#[test]
+fn a_transform_enriches_one_branch_and_positions_stay_exact_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let collector = Collector::start(&dir.path().join("collector"));
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+sources:
+  app: {{ type: file, include: ["{}/*.log"], poll_interval: 50ms }}
+transforms:
+  tag: {{ type: add_fields, inputs: [app], fields: {{ site: gw-7, rack: 3 }} }}
+sinks:
+  raw: {{ type: collector, inputs: [app], url: {url}, topic: raw }}
+  tagged: {{ type: collector, inputs: [tag], url: {url}, topic: tagged }}
+"#,
+            logs.display(),
+            url = collector.url()
+        ),
+    );
+    append_lines(&logs.join("a.log"), (0..3000).map(line));
+    let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
+    assert!(wait_for(Duration::from_secs(30), || agent
+        .metric("weir_sink_events_total", "tagged")
+        .filter(|v| *v > 0.0))
+    .is_some());
+    agent.crash_and_restart(Duration::from_millis(200));
+    append_lines(&logs.join("a.log"), (3000..5000).map(line));
+    let done = wait_for(Duration::from_secs(30), || {
+        let t = http_get(collector.addr, "/v1/topics")?;
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        let ends: Vec<u64> = v
+            .as_array()?
+            .iter()
+            .map(|t| t["partitions"][0]["end_offset"].as_u64().unwrap_or(0))
+            .collect();
+        (ends.len() == 2 && ends.iter().all(|e| *e >= 5000)).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "both branches should deliver: {}",
+        agent.proc.log_text()
+    );
+    let raw = consume_all(&collector.url(), "raw");
+    let tagged = consume_all(&collector.url(), "tagged");
+    assert_exactly_once_in_order(&messages(&raw), 5000);
+    assert_exactly_once_in_order(&messages(&tagged), 5000);
+    assert!(
+        tagged
+            .iter()
+            .all(|r| r["value"]["site"] == "gw-7" && r["value"]["rack"] == 3),
+        "every tagged event carries the fields"
+    );
+    assert!(
+        raw.iter().all(|r| r["value"].get("site").is_none()),
+        "the raw branch is untouched"
+    );
+}

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 use weir_plugins::registry::{self, Kind};
-use weir_plugins::{SinkConfig, SourceConfig};
+use weir_plugins::{SinkConfig, SourceConfig, TransformConfig};
 
 use crate::channel::ChannelConfig;
 
@@ -91,7 +91,17 @@ pub struct Pipeline {
     pub data_dir: Option<PathBuf>,
     pub host: Option<String>,
     pub sources: Vec<SourceSpec>,
+    pub transforms: Vec<TransformSpec>,
     pub sinks: Vec<SinkSpec>,
+}
+
+/// A transform of the pipeline with its wiring.
+#[derive(Debug)]
+pub struct TransformSpec {
+    pub id: String,
+    pub type_name: String,
+    pub inputs: Vec<String>,
+    pub config: Box<dyn TransformConfig>,
 }
 
 const TOP_KEYS: [&str; 5] = ["data_dir", "host", "sources", "transforms", "sinks"];
@@ -206,12 +216,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             });
         }
     }
-    for id in transforms_map.keys() {
+    let transform_kinds = registry::transforms();
+    let mut transforms = Vec::new();
+    for (id, body) in &transforms_map {
+        let at = format!("transforms.{id}");
         check_id(&mut c, &mut ids, "transforms", id);
-        c.add(
-            &format!("transforms.{id}.type"),
-            "no transform types are built into this agent yet",
-        );
+        let inputs = inputs_at(&mut c, &at, body);
+        if let Some((type_name, config)) =
+            component(&mut c, &at, body, &transform_kinds, &["inputs"])
+        {
+            for p in config.problems() {
+                c.add(&at, p);
+            }
+            transforms.push(TransformSpec {
+                id: id.clone(),
+                type_name,
+                inputs,
+                config,
+            });
+        }
     }
     let mut sinks = Vec::new();
     for (id, body) in &sinks_map {
@@ -257,22 +280,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
         }
     }
     // Wiring: every input names a source or transform.
-    for (id, body) in &sinks_map {
-        if let Some(Value::Sequence(items)) = body.get("inputs") {
-            for (i, item) in items.iter().enumerate() {
-                let name = item.as_str().unwrap_or("");
-                match ids.get(name) {
-                    Some(&"sources") | Some(&"transforms") => {}
-                    Some(kind) => c.add(
-                        &format!("sinks.{id}.inputs[{i}]"),
-                        format!(
-                            "`{name}` is one of the {kind}; inputs must be sources or transforms"
-                        ),
-                    ),
-                    None => c.add(
-                        &format!("sinks.{id}.inputs[{i}]"),
-                        format!("no source or transform named `{name}`"),
-                    ),
+    for (kind_of, map) in [("sinks", &sinks_map), ("transforms", &transforms_map)] {
+        for (id, body) in map {
+            if let Some(Value::Sequence(items)) = body.get("inputs") {
+                for (i, item) in items.iter().enumerate() {
+                    let name = item.as_str().unwrap_or("");
+                    let at = format!("{kind_of}.{id}.inputs[{i}]");
+                    match ids.get(name) {
+                        Some(&"sources") | Some(&"transforms") => {}
+                        Some(kind) => c.add(&at, format!("`{name}` is one of the {kind}; inputs must be sources or transforms")),
+                        None => c.add(&at, format!("no source or transform named `{name}`")),
+                    }
                 }
             }
         }
@@ -283,6 +301,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             data_dir,
             host,
             sources,
+            transforms,
             sinks,
         })
     } else {

@@ -1,0 +1,3 @@
+//! Transforms: between sources and channels.
+
+pub mod add_fields;
