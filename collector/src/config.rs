@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_core::units::{duration, ByteSize};
+use weir_core::units::{duration, opt_duration, ByteSize};
 
 use crate::log::{FsyncPolicy, StoreConfig};
 
@@ -95,27 +95,6 @@ impl CollectorConfig {
             fsync: self.fsync,
             fsync_interval: self.fsync_interval,
         }
-    }
-}
-
-mod opt_duration {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            humantime::parse_duration(&s)
-                .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
-        })
-        .transpose()
     }
 }
 

@@ -105,6 +105,24 @@ pub mod duration {
     }
 }
 
+/// Serde adapter for `Option<Duration>` (absent or null: `None`), written like [`duration`].
+pub mod opt_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "duration")] Duration);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(d)| d))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +136,19 @@ mod tests {
         assert_eq!(" 1.5 KiB".parse::<ByteSize>().unwrap().0, 1536);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert!("MiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn optional_durations_parse_or_stay_absent() {
+        #[derive(Deserialize)]
+        struct C {
+            #[serde(default, with = "opt_duration")]
+            d: Option<Duration>,
+        }
+        let c: C = serde_json::from_str(r#"{"d": "1s 500ms"}"#).unwrap();
+        assert_eq!(c.d, Some(Duration::from_millis(1500)));
+        assert_eq!(serde_json::from_str::<C>("{}").unwrap().d, None);
+        assert!(serde_json::from_str::<C>(r#"{"d": "soon"}"#).is_err());
     }
 
     #[test]

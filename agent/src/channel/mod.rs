@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 use weir_core::metrics::{Counter, Gauge, Registry};
-use weir_core::units::{duration, ByteSize};
+use weir_core::units::{opt_duration, ByteSize};
 use weir_core::Event;
 
 use disk::{DiskOptions, DiskSpool, SpoolError, StreamPos};
@@ -84,22 +84,6 @@ pub struct ChannelConfig {
     /// Disk only: segment file size; default max_bytes/8, between 4KiB and 64MiB.
     #[serde(default)]
     pub segment_bytes: Option<ByteSize>,
-}
-
-mod opt_duration {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        duration::deserialize(d).map(Some)
-    }
 }
 
 impl Default for ChannelConfig {

@@ -471,4 +471,43 @@ mod tests {
         assert!(start > 0 && end == 100);
         assert!(matches!(p.read(0, 100), Err(ReadError::OutOfRange { .. })));
     }
+
+    #[test]
+    fn retention_by_age_deletes_segments_whose_newest_record_is_too_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = limits(1500);
+        l.retention_ms = Some(60_000);
+        let p = Partition::open(dir.path(), 0, l).unwrap();
+        let old: Vec<Event> = (0..5)
+            .map(|i| {
+                let mut e = Event::from_message(format!("old {i}"), Metadata::default());
+                e.timestamp = 1_000_000_000_000_000; // 2001
+                e
+            })
+            .collect();
+        let stamp = ProducerStamp {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        };
+        for _ in 0..10 {
+            p.append(
+                encode_batch(&old, stamp, Compression::None)
+                    .unwrap()
+                    .to_vec(),
+            )
+            .unwrap();
+        }
+        // The newest segment holds recent records: it stays, and so does everything after it.
+        p.append(batch(-1, -1, 5)).unwrap();
+        p.sync().unwrap();
+        let (_, _, _, before) = p.stats();
+        assert!(before > 2);
+        let now = weir_core::event::now_nanos() / 1_000_000;
+        assert_eq!(p.apply_retention(now), before - 1);
+        let (start, end, _, after) = p.stats();
+        assert_eq!((after, end), (1, 55));
+        // Whole segments are deleted: the kept one may begin with old batches.
+        assert!(start > 0 && start <= 50, "start {start}");
+    }
 }

@@ -249,18 +249,10 @@ impl FileSource {
 
     fn open_tailer(&mut self, path: PathBuf, file: File, dev: u64, ino: u64, startup: bool) {
         let fp_bytes = self.cfg.fingerprint_bytes;
-        let known = self.pending_checkpoints.iter().position(|c| {
-            c.dev == dev
-                && c.ino == ino
-                && identity::starts_with(
-                    &file,
-                    Fingerprint {
-                        len: c.fp_len,
-                        crc: c.fp_crc,
-                    },
-                )
-                .unwrap_or(false)
-        });
+        let known = self
+            .pending_checkpoints
+            .iter()
+            .position(|c| is_checkpointed_file(&file, (dev, ino), c));
         let (key, offset, fp) = match known {
             Some(i) => {
                 let c = self.pending_checkpoints.swap_remove(i);
@@ -287,15 +279,19 @@ impl FileSource {
             }
         };
         info!(source = %self.ctx.id, path = %path.display(), offset, "Following file.");
-        let splitter = LineSplitter::new(
-            self.cfg.max_line_bytes.bytes() as usize,
-            self.cfg.invalid_utf8,
-        );
+        let splitter = self.splitter();
         let order = self.next_order;
         self.next_order += 1;
         self.tailers.push(Tailer::new(
             path, file, dev, ino, key, fp, offset, splitter, order,
         ));
+    }
+
+    fn splitter(&self) -> LineSplitter {
+        LineSplitter::new(
+            self.cfg.max_line_bytes.bytes() as usize,
+            self.cfg.invalid_utf8,
+        )
     }
 
     fn new_key(&self, dev: u64, ino: u64) -> Arc<str> {
@@ -324,21 +320,12 @@ impl FileSource {
                 let Ok(file) = File::open(&path) else {
                     continue;
                 };
-                if identity::dev_ino(&file).ok() == Some((c.dev, c.ino))
-                    && identity::starts_with(
-                        &file,
-                        Fingerprint {
-                            len: c.fp_len,
-                            crc: c.fp_crc,
-                        },
-                    )
-                    .unwrap_or(false)
-                {
+                let Ok(id) = identity::dev_ino(&file) else {
+                    continue;
+                };
+                if is_checkpointed_file(&file, id, &c) {
                     info!(source = %self.ctx.id, path = %path.display(), offset = c.offset, "Finishing a file rotated while the agent was stopped.");
-                    let splitter = LineSplitter::new(
-                        self.cfg.max_line_bytes.bytes() as usize,
-                        self.cfg.invalid_utf8,
-                    );
+                    let splitter = self.splitter();
                     // Rotated files are older than anything the glob found.
                     let mut t = Tailer::new(
                         path,
@@ -505,6 +492,21 @@ impl FileSource {
             }
         }
     }
+}
+
+/// Whether an open file (with its device and inode) is the file a checkpoint
+/// describes: same inode, and it still starts with the fingerprinted bytes.
+fn is_checkpointed_file(file: &File, (dev, ino): (u64, u64), c: &FileCheckpoint) -> bool {
+    c.dev == dev
+        && c.ino == ino
+        && identity::starts_with(
+            file,
+            Fingerprint {
+                len: c.fp_len,
+                crc: c.fp_crc,
+            },
+        )
+        .unwrap_or(false)
 }
 
 /// The directory a glob pattern starts from (its longest literal prefix).
