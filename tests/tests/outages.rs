@@ -285,3 +285,43 @@ fn a_full_disk_holds_the_source_back_without_exiting_or_losing_lines() {
         "clean exit after the outage"
     );
 }
+
+#[test]
+fn a_dead_sink_does_not_stall_a_live_one_fed_by_the_same_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let live = Collector::start(&dir.path().join("live"));
+    let dead = free_port(); // nothing listens here
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "sources:\n  app: {{ type: file, include: [\"{}/*.log\"], poll_interval: 50ms }}\nsinks:\n  up: {{ type: collector, inputs: [app], url: {}, topic: t }}\n  down: {{ type: collector, inputs: [app], url: \"http://{dead}\", topic: t, max_backoff: 200ms }}\n",
+            logs.display(),
+            live.url()
+        ),
+    );
+    let agent = Agent::start(&cfg, &dir.path().join("agent"));
+    let n = 20_000;
+    append_lines(&logs.join("app.log"), (0..n).map(line));
+    let done = wait_for(Duration::from_secs(60), || {
+        end_offset(&live).filter(|e| *e as usize >= n)
+    });
+    assert!(
+        done.is_some(),
+        "the live sink must deliver while the other is down: {}",
+        agent.proc.log_text()
+    );
+    assert_exactly_once_in_order(&messages(&consume_all(&live.url(), "t")), n);
+    // The dead sink's lines wait in its own spool.
+    let held = wait_for(Duration::from_secs(10), || {
+        agent
+            .metric("weir_channel_records", "sink=\"down\"")
+            .filter(|v| *v as usize == n)
+    });
+    assert!(
+        held.is_some(),
+        "the dead sink's spool should hold every line"
+    );
+}
