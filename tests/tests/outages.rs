@@ -34,9 +34,31 @@ sinks:
     )
 }
 
-/// A collector address that nothing listens on yet.
-fn down_collector(dir: &Path) -> (std::path::PathBuf, std::net::SocketAddr) {
-    (dir.join("collector"), free_port())
+/// A test directory with a log directory, and a pipeline (with `channel`)
+/// pointing at a collector that is not running yet.
+struct Setup {
+    dir: tempfile::TempDir,
+    logs: std::path::PathBuf,
+    /// Where the collector keeps its data once started.
+    cdata: std::path::PathBuf,
+    /// The address nothing listens on yet.
+    addr: std::net::SocketAddr,
+    cfg: std::path::PathBuf,
+}
+
+fn setup(channel: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let addr = free_port();
+    let cfg = pipeline(dir.path(), &logs, &format!("http://{addr}"), channel);
+    Setup {
+        cdata: dir.path().join("collector"),
+        dir,
+        logs,
+        addr,
+        cfg,
+    }
 }
 
 fn end_offset(c: &Collector) -> Option<u64> {
@@ -47,16 +69,13 @@ fn end_offset(c: &Collector) -> Option<u64> {
 
 #[test]
 fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let (cdata, addr) = down_collector(dir.path());
-    let cfg = pipeline(
-        dir.path(),
-        &logs,
-        &format!("http://{addr}"),
-        "{ type: disk, max_bytes: 64MiB }",
-    );
+    let Setup {
+        dir,
+        logs,
+        cdata,
+        addr,
+        cfg,
+    } = setup("{ type: disk, max_bytes: 64MiB }");
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let n = 20_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
@@ -95,16 +114,13 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
 
 #[test]
 fn a_full_spool_under_block_holds_the_source_back_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let (cdata, addr) = down_collector(dir.path());
-    let cfg = pipeline(
-        dir.path(),
-        &logs,
-        &format!("http://{addr}"),
-        "{ type: disk, max_bytes: 256KiB, segment_bytes: 32KiB, when_full: block }",
-    );
+    let Setup {
+        dir,
+        logs,
+        cdata,
+        addr,
+        cfg,
+    } = setup("{ type: disk, max_bytes: 256KiB, segment_bytes: 32KiB, when_full: block }");
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let n = 10_000; // about 1.1 MB of lines: four times the spool
     append_lines(&logs.join("app.log"), (0..n).map(line));
@@ -139,16 +155,13 @@ fn a_full_spool_under_block_holds_the_source_back_and_loses_nothing() {
 
 #[test]
 fn a_full_spool_under_drop_newest_counts_exactly_what_is_missing() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let (cdata, addr) = down_collector(dir.path());
-    let cfg = pipeline(
-        dir.path(),
-        &logs,
-        &format!("http://{addr}"),
-        "{ type: disk, max_bytes: 256KiB, segment_bytes: 32KiB, when_full: drop_newest }",
-    );
+    let Setup {
+        dir,
+        logs,
+        cdata,
+        addr,
+        cfg,
+    } = setup("{ type: disk, max_bytes: 256KiB, segment_bytes: 32KiB, when_full: drop_newest }");
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let n = 10_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
@@ -224,17 +237,14 @@ fn agent_on_tiny_disk(cfg: &Path, data: &Path, kib: u32) -> Agent {
 
 #[test]
 fn a_full_disk_holds_the_source_back_without_exiting_or_losing_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let (cdata, addr) = down_collector(dir.path());
     // The spool's own bound (64MiB) is far above the disk (2MiB): the disk fills first.
-    let cfg = pipeline(
-        dir.path(),
-        &logs,
-        &format!("http://{addr}"),
-        "{ type: disk, max_bytes: 64MiB, segment_bytes: 32KiB }",
-    );
+    let Setup {
+        dir,
+        logs,
+        cdata,
+        addr,
+        cfg,
+    } = setup("{ type: disk, max_bytes: 64MiB, segment_bytes: 32KiB }");
     let mut agent = agent_on_tiny_disk(&cfg, &dir.path().join("agent"), 2048);
     let n = 10_000; // about 1.1 MB of lines, more than the disk leaves the spool
     append_lines(&logs.join("app.log"), (0..n).map(line));
