@@ -15,8 +15,18 @@
 //!   returns, so everything it checkpointed past is visible and durable.
 //! - A segment is deleted only when every record in it is acknowledged, or by
 //!   `drop_oldest` (counted).
-//! - `total_bytes` (all segment files) never exceeds `max_bytes` except by one
-//!   frame header when a single record is larger than the whole budget.
+//! - Each append is a transaction: its event records and a commit record
+//!   (carrying the source stream's new position) go out in one `write()`;
+//!   recovery drops records after the last commit. An append never spans
+//!   two segments, and every segment starts with a preamble listing every
+//!   stream's position, so recovery reads only the last segment.
+//! - An event whose stream position is at or below the one the spool holds
+//!   is skipped: a source re-reading after a crash adds nothing twice.
+//! - `total_bytes` (all segment files, records and control records) never
+//!   exceeds `max_bytes`, except by one append when nothing is left to
+//!   acknowledge (so a record larger than the budget cannot block forever).
+//! - The spool leaves [`MIN_FREE_BYTES`] free on its filesystem for the
+//!   state database; less counts as a full disk.
 //!
 //! # Recovery
 //! On open the last segment (the only one a crash can tear) is scanned frame
@@ -336,7 +346,8 @@ impl DiskSpool {
             scratch.clear();
             codec::encode(e, &mut scratch);
             let need = (frame::HEADER + scratch.len()) as u64;
-            if !self.reserve(need, frames.len() as u64 + overhead, &mut out) {
+            let first = frames.is_empty().then_some(id);
+            if !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {
                 if self.opts.when_full == WhenFull::Block {
                     break;
                 }
@@ -441,9 +452,18 @@ impl DiskSpool {
 
     /// Checks that `need` more bytes (beyond `already` reserved in this call) fit,
     /// deleting oldest segments under `drop_oldest`.
-    fn reserve(&self, need: u64, already: u64, out: &mut Appended) -> bool {
+    /// `first` is the id of the append's first record when `need` is for it.
+    fn reserve(&self, need: u64, already: u64, first: Option<u64>, out: &mut Appended) -> bool {
         let mut s = lock(&self.shared);
         if s.total_bytes + already + need <= self.opts.max_bytes {
+            return true;
+        }
+        if first.is_some_and(|id| s.acked >= id) {
+            // Nothing is waiting for the sink, so no acknowledgement will ever
+            // free space: take this record even past the bound (a record larger
+            // than the budget, or an active segment of acknowledged records,
+            // must not block the source forever). The append then rolls, and
+            // the old segment goes at the next acknowledgement.
             return true;
         }
         if self.opts.when_full != WhenFull::DropOldest {

@@ -383,3 +383,24 @@ mod model {
         }
     }
 }
+
+#[test]
+fn an_empty_spool_takes_a_record_larger_than_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(4096, 4096, WhenFull::Block));
+    let big = Event::from_message("x".repeat(10_000), Metadata::default());
+    assert_eq!(
+        s.append(std::slice::from_ref(&big), None).unwrap().consumed,
+        1,
+        "nothing else could ever free space"
+    );
+    // Now full and unacknowledged: the next record waits for the sink.
+    assert_eq!(s.append(&[ev(1)], None).unwrap().consumed, 0);
+    let got = s.read(10, usize::MAX).unwrap();
+    s.ack(got[0].0 + 1).unwrap();
+    assert_eq!(
+        s.append(&[ev(1)], None).unwrap().consumed,
+        1,
+        "acknowledged: room again"
+    );
+}
