@@ -62,6 +62,11 @@ pub struct FileSourceConfig {
     /// much and the channels drop what they already hold.
     #[serde(default = "default_checkpoint_interval", with = "duration")]
     pub checkpoint_interval: Duration,
+    /// How long a file that left the glob (rotated away or deleted) stays
+    /// open after its last data, for a writer that has not reopened yet. Then
+    /// an unfinished last line (no newline) is sent as it is, and the file closed.
+    #[serde(default = "default_rotate_wait", with = "duration")]
+    pub rotate_wait: Duration,
     /// Bytes at the start of a file that identify it (with its inode), so a
     /// new file that reuses an inode is not mistaken for the old one.
     #[serde(default = "default_fingerprint_bytes")]
@@ -79,6 +84,9 @@ fn default_read_bytes() -> ByteSize {
 }
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
+}
+fn default_rotate_wait() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_fingerprint_bytes() -> u64 {
     256

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -40,9 +40,6 @@ use identity::Fingerprint;
 use reader::{Line, LineSplitter};
 use tailer::{ReadOutcome, Tailer};
 
-/// How long a file that left the glob (rotated away or deleted) is kept open
-/// after its last data, in case its writer has not reopened yet.
-const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Chunks read from one file per round before moving to the next file.
 const CHUNKS_PER_ROUND: usize = 16;
 
@@ -141,7 +138,9 @@ impl FileSource {
                 Ok(p) => p,
                 Err(_shutdown) => break,
             };
-            self.close_finished();
+            if self.close_finished().await.is_err() {
+                break;
+            }
             if last_checkpoint.elapsed() >= self.cfg.checkpoint_interval {
                 self.checkpoint().await;
                 last_checkpoint = Instant::now();
@@ -447,20 +446,31 @@ impl FileSource {
         Ok(())
     }
 
-    /// Closes files that left the glob and have been idle at their end for a while.
-    fn close_finished(&mut self) {
+    /// Closes files that left the glob (rotated or deleted) and have been
+    /// idle at their end for `rotate_wait`. A last line without a newline is
+    /// sent first: nobody will finish it now. `Err` at shutdown.
+    async fn close_finished(&mut self) -> Result<(), ()> {
+        let wait = self.cfg.rotate_wait;
+        let finished = |t: &Tailer| !t.in_glob && t.last_data.elapsed() >= wait;
+        for i in 0..self.tailers.len() {
+            if finished(&self.tailers[i]) {
+                if let Some(line) = self.tailers[i].take_partial_line() {
+                    self.send(i, vec![line]).await?;
+                }
+            }
+        }
         let before = self.tailers.len();
         self.tailers.retain(|t| {
-            let done = !t.in_glob && t.offset == t.committed && t.last_data.elapsed() >= ROTATE_WAIT;
-            let gone = !t.in_glob && !t.path.exists() && t.offset == t.committed && t.last_data.elapsed() >= ROTATE_WAIT;
-            if done || gone {
+            let done = finished(t) && t.offset == t.committed;
+            if done {
                 info!(path = %t.path.display(), "Finished a file that left the glob (rotated or deleted); closing it.");
             }
-            !(done || gone)
+            !done
         });
         if self.tailers.len() != before {
             self.metrics.open_files.set(self.tailers.len() as i64);
         }
+        Ok(())
     }
 
     /// Writes the positions of followed files; files no longer followed lose their entry.

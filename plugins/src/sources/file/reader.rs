@@ -41,6 +41,19 @@ impl LineSplitter {
         self.partial.len()
     }
 
+    /// The unfinished line, if any, as a line ending at `end`.
+    pub fn flush(&mut self, end: u64) -> Option<Line> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        let line = std::mem::take(&mut self.partial);
+        self.discarding = false;
+        Some(Line {
+            value: self.to_value(line),
+            end,
+        })
+    }
+
     /// Forgets an unfinished line (after truncation of the file).
     pub fn reset(&mut self) {
         self.partial.clear();

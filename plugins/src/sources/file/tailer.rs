@@ -79,6 +79,11 @@ impl Tailer {
         self.splitter.truncated
     }
 
+    /// The last line when it has no newline (the file is finished).
+    pub fn take_partial_line(&mut self) -> Option<Line> {
+        self.splitter.flush(self.offset)
+    }
+
     /// Reads up to `max` bytes, appending complete lines to `out`.
     pub fn read(
         &mut self,

@@ -259,3 +259,34 @@ async fn every_event_carries_its_end_offset_for_the_channels() {
         .collect();
     assert_eq!(ends, vec![3, 7]);
 }
+
+#[tokio::test]
+async fn a_rotated_file_s_last_line_without_newline_is_sent_when_the_file_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, "first\nno newline at the end");
+    let r = start(
+        &config(dir.path(), "rotate_wait: 200ms\n"),
+        &StateStore::in_memory().unwrap(),
+    );
+    assert_eq!(r.out.wait_lines(1).await, vec!["first"]);
+    // While the file is current, the unfinished line waits for its newline.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(r.out.lines().len(), 1);
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    let got = r.out.wait_lines(2).await;
+    let out = r.stop().await;
+    assert_eq!(got, vec!["first", "no newline at the end"]);
+    let ends: Vec<u64> = out
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.ends.clone())
+        .collect();
+    assert_eq!(
+        ends,
+        vec![6, 27],
+        "the last line ends at the end of the file"
+    );
+}
