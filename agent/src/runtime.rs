@@ -118,7 +118,6 @@ pub async fn run(
             state: state.clone(),
             shutdown: sink_stop.clone(),
             metrics: registry.clone(),
-            data_dir: data_dir.clone(),
         };
         let task = s.config.build(ctx).map_err(|e| RunError::Build {
             component: format!("sink {}", s.id),

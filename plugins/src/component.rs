@@ -7,7 +7,6 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -108,8 +107,6 @@ pub struct SinkContext {
     pub state: StateStore,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Registry,
-    /// The agent's data directory (for sinks that keep files of their own).
-    pub data_dir: PathBuf,
 }
 
 /// A component failed while running.

@@ -281,11 +281,6 @@ impl Channel {
         &self.0.name
     }
 
-    /// Metrics handles.
-    pub fn metrics(&self) -> &ChannelMetrics {
-        &self.0.metrics
-    }
-
     /// Takes the whole batch, waiting while full (`block`) or while the disk is
     /// full. Returns only when every event is written, skipped as already
     /// held, or dropped per policy.

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use weir_core::batch::{self, BatchError, BatchHeader};
 
 use super::producers::{Check, Producers};
-use super::segment::{self, Segment};
+use super::segment::Segment;
 
 /// Limits a partition works within.
 #[derive(Debug, Clone)]
@@ -361,11 +361,6 @@ impl Partition {
         }
         deleted
     }
-}
-
-/// File name of the segment with base `offset` (re-exported for tests and tools).
-pub fn segment_file(offset: i64) -> String {
-    segment::file_name(offset)
 }
 
 #[cfg(test)]
