@@ -199,6 +199,17 @@ impl Agent {
         http_get(self.metrics, "/metrics")
     }
 
+    /// Waits (at most `limit`) until metric `name` (see [`Agent::metric`]) satisfies `ok`; its value then.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &str,
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> Option<f64> {
+        wait_for(limit, || self.metric(name, labels).filter(|v| ok(*v)))
+    }
+
     /// Sum of the samples of `name` whose label text contains `labels`.
     pub fn metric(&self, name: &str, labels: &str) -> Option<f64> {
         let text = self.metrics_text()?;

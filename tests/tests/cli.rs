@@ -78,10 +78,14 @@ fn sigterm_stops_both_programs_cleanly_and_positions_survive() {
     );
     append_lines(&logs.join("a.log"), (0..1000).map(line));
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
-    assert!(wait_for(Duration::from_secs(30), || agent
-        .metric("weir_sink_events_total", "c")
-        .filter(|v| *v == 1000.0))
-    .is_some());
+    assert!(agent
+        .wait_metric(
+            "weir_sink_events_total",
+            "c",
+            Duration::from_secs(30),
+            |v| v == 1000.0
+        )
+        .is_some());
     let status = agent.proc.terminate(Duration::from_secs(15));
     assert_eq!(
         status.map(|s| s.code()),
@@ -91,10 +95,14 @@ fn sigterm_stops_both_programs_cleanly_and_positions_survive() {
     append_lines(&logs.join("a.log"), (1000..1500).map(line));
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     assert!(
-        wait_for(Duration::from_secs(30), || agent
-            .metric("weir_sink_events_total", "c")
-            .filter(|v| *v == 500.0))
-        .is_some(),
+        agent
+            .wait_metric(
+                "weir_sink_events_total",
+                "c",
+                Duration::from_secs(30),
+                |v| v == 500.0
+            )
+            .is_some(),
         "the restarted agent sends only the new lines"
     );
     assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "t")), 1500);
@@ -119,10 +127,14 @@ fn a_consumer_group_resumes_where_it_stopped_and_from_accepts_offsets_and_times(
     );
     append_lines(&logs.join("a.log"), (0..1000).map(line));
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
-    assert!(wait_for(Duration::from_secs(30), || agent
-        .metric("weir_sink_events_total", "c")
-        .filter(|v| *v == 1000.0))
-    .is_some());
+    assert!(agent
+        .wait_metric(
+            "weir_sink_events_total",
+            "c",
+            Duration::from_secs(30),
+            |v| v == 1000.0
+        )
+        .is_some());
     let url = collector.url();
     let first = messages(&consume(
         &url,
@@ -216,10 +228,14 @@ sinks:
     );
     append_lines(&logs.join("a.log"), (0..3000).map(line));
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
-    assert!(wait_for(Duration::from_secs(30), || agent
-        .metric("weir_sink_events_total", "tagged")
-        .filter(|v| *v > 0.0))
-    .is_some());
+    assert!(agent
+        .wait_metric(
+            "weir_sink_events_total",
+            "tagged",
+            Duration::from_secs(30),
+            |v| v > 0.0
+        )
+        .is_some());
     agent.crash_and_restart(Duration::from_millis(200));
     append_lines(&logs.join("a.log"), (3000..5000).map(line));
     let done = wait_for(Duration::from_secs(30), || {

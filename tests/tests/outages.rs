@@ -79,11 +79,12 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let n = 20_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
-    let held = wait_for(Duration::from_secs(30), || {
-        agent
-            .metric("weir_channel_records", "central")
-            .filter(|v| *v as usize == n)
-    });
+    let held = agent.wait_metric(
+        "weir_channel_records",
+        "central",
+        Duration::from_secs(30),
+        |v| v as usize == n,
+    );
     assert!(
         held.is_some(),
         "the spool should hold all {n} lines while the collector is down"
@@ -100,11 +101,12 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     );
     assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "outage")), n);
     // Acknowledgements reach the spool just after the collector's answers.
-    let empty = wait_for(Duration::from_secs(10), || {
-        agent
-            .metric("weir_channel_records", "central")
-            .filter(|v| *v == 0.0)
-    });
+    let empty = agent.wait_metric(
+        "weir_channel_records",
+        "central",
+        Duration::from_secs(10),
+        |v| v == 0.0,
+    );
     assert!(
         empty.is_some(),
         "spool should be empty once drained: {:?}",
@@ -125,11 +127,12 @@ fn a_full_spool_under_block_holds_the_source_back_and_loses_nothing() {
     let n = 10_000; // about 1.1 MB of lines: four times the spool
     append_lines(&logs.join("app.log"), (0..n).map(line));
     // The spool fills up to its bound, then the source waits.
-    let full = wait_for(Duration::from_secs(30), || {
-        agent
-            .metric("weir_channel_bytes", "central")
-            .filter(|b| *b > 200_000.0)
-    });
+    let full = agent.wait_metric(
+        "weir_channel_bytes",
+        "central",
+        Duration::from_secs(30),
+        |b| b > 200_000.0,
+    );
     assert!(full.is_some(), "spool did not fill");
     std::thread::sleep(Duration::from_millis(500));
     let bytes = agent.metric("weir_channel_bytes", "central").unwrap_or(0.0);
@@ -166,11 +169,12 @@ fn a_full_spool_under_drop_newest_counts_exactly_what_is_missing() {
     let n = 10_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
     // The source reads everything; what does not fit is dropped and counted.
-    let read = wait_for(Duration::from_secs(30), || {
-        agent
-            .metric("weir_source_events_total", "app")
-            .filter(|v| *v as usize == n)
-    });
+    let read = agent.wait_metric(
+        "weir_source_events_total",
+        "app",
+        Duration::from_secs(30),
+        |v| v as usize == n,
+    );
     assert!(
         read.is_some(),
         "source did not read all lines: {}",
@@ -248,11 +252,12 @@ fn a_full_disk_holds_the_source_back_without_exiting_or_losing_lines() {
     let mut agent = agent_on_tiny_disk(&cfg, &dir.path().join("agent"), 2048);
     let n = 10_000; // about 1.1 MB of lines, more than the disk leaves the spool
     append_lines(&logs.join("app.log"), (0..n).map(line));
-    let full = wait_for(Duration::from_secs(30), || {
-        agent
-            .metric("weir_channel_no_space_total", "central")
-            .filter(|v| *v > 0.0)
-    });
+    let full = agent.wait_metric(
+        "weir_channel_no_space_total",
+        "central",
+        Duration::from_secs(30),
+        |v| v > 0.0,
+    );
     assert!(
         full.is_some(),
         "the spool should have hit ENOSPC: {}",
@@ -325,11 +330,12 @@ fn a_dead_sink_does_not_stall_a_live_one_fed_by_the_same_source() {
     );
     assert_exactly_once_in_order(&messages(&consume_all(&live.url(), "t")), n);
     // The dead sink's lines wait in its own spool.
-    let held = wait_for(Duration::from_secs(10), || {
-        agent
-            .metric("weir_channel_records", "sink=\"down\"")
-            .filter(|v| *v as usize == n)
-    });
+    let held = agent.wait_metric(
+        "weir_channel_records",
+        "sink=\"down\"",
+        Duration::from_secs(10),
+        |v| v as usize == n,
+    );
     assert!(
         held.is_some(),
         "the dead sink's spool should hold every line"
