@@ -88,14 +88,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            weir_core::process::limit_malloc_arenas();
-            // Blocking work (spool I/O, fsync, SQLite, encoding) is short; a
-            // small pool bounds threads and memory on small devices.
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .max_blocking_threads(8)
-                .enable_all()
-                .build()
-            {
+            // Blocking work is short; a small pool bounds threads and memory on small devices.
+            let rt = match weir_core::process::runtime(8) {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: starting the runtime: {e}");

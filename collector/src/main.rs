@@ -79,12 +79,7 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Text
     });
-    weir_core::process::limit_malloc_arenas();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(32)
-        .enable_all()
-        .build()
-    {
+    let rt = match weir_core::process::runtime(32) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

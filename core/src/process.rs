@@ -37,6 +37,17 @@ pub fn limit_malloc_arenas() {
     }
 }
 
+/// The runtime of a Weir binary: allocator tuning ([`limit_malloc_arenas`])
+/// and a multi-threaded tokio runtime whose blocking pool (spool I/O, fsync,
+/// SQLite, encoding) is bounded to `max_blocking_threads`.
+pub fn runtime(max_blocking_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(max_blocking_threads)
+        .enable_all()
+        .build()
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
