@@ -235,6 +235,26 @@ impl From<bool> for Value {
     }
 }
 
+impl From<serde_json::Value> for Value {
+    /// JSON into a field value: integers that fit stay integers, other
+    /// numbers become floats, objects become ordered maps.
+    fn from(v: serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
+            serde_json::Value::Object(o) => {
+                Value::Map(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
+            }
+        }
+    }
+}
+
 /// Nanoseconds since the Unix epoch, now. A clock before 1970 reads as 0.
 pub fn now_nanos() -> i64 {
     SystemTime::now()

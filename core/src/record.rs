@@ -61,17 +61,48 @@ pub enum RecordError {
     Empty,
 }
 
+/// What one record is made of: the event's time, metadata, and its fields
+/// already encoded (JSON) as the record value.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    /// Nanoseconds since the epoch (the record keeps milliseconds).
+    pub timestamp: i64,
+    pub meta: &'a crate::event::Metadata,
+    pub value: &'a Bytes,
+}
+
 /// Encodes events as one RecordBatch v2.
 pub fn encode_batch<'a>(
     events: impl IntoIterator<Item = &'a Event>,
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes, RecordError> {
+    let owned: Vec<(&Event, Bytes)> = events
+        .into_iter()
+        .map(|e| (e, Bytes::from(e.fields_json())))
+        .collect();
+    encode_records(
+        owned.iter().map(|(e, v)| RecordParts {
+            timestamp: e.timestamp,
+            meta: &e.meta,
+            value: v,
+        }),
+        stamp,
+        compression,
+    )
+}
+
+/// Encodes records whose values are already encoded as one RecordBatch v2.
+pub fn encode_records<'a>(
+    records: impl IntoIterator<Item = RecordParts<'a>>,
+    stamp: ProducerStamp,
+    compression: Compression,
+) -> Result<Bytes, RecordError> {
     let mut shared = SharedHeaders::default();
-    let records: Vec<Record> = events
+    let records: Vec<Record> = records
         .into_iter()
         .enumerate()
-        .map(|(i, e)| to_record(e, i as i64, stamp, &mut shared))
+        .map(|(i, r)| to_record(r, i as i64, stamp, &mut shared))
         .collect();
     if records.is_empty() {
         return Err(RecordError::Empty);
@@ -106,7 +137,7 @@ fn shared(slot: &mut Option<(std::sync::Arc<str>, Bytes)>, s: &std::sync::Arc<st
 }
 
 fn to_record(
-    e: &Event,
+    e: RecordParts<'_>,
     offset_delta: i64,
     stamp: ProducerStamp,
     cache: &mut SharedHeaders,
@@ -132,7 +163,7 @@ fn to_record(
         sequence: crate::batch::wrapping_seq_add(stamp.base_sequence, offset_delta as i32),
         timestamp: e.timestamp.div_euclid(1_000_000),
         key: e.meta.key.clone(),
-        value: Some(Bytes::from(e.fields_json())),
+        value: Some(e.value.clone()),
         headers,
     }
 }

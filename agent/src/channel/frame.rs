@@ -5,8 +5,9 @@
 //! 4   crc   u32 LE   CRC-32C of bytes 8..16+len (id and payload)
 //! 8   id    u64 LE   record id: dense, increasing within a spool
 //! 16  payload        event record: weir_core::codec encoding of one event
-//!                    control record: u8 kind (1 commit, 2 preamble), varint n,
-//!                    n × (varint len, stream name, u64 LE position)
+//!                    control record: u8 kind, then the stream states
+//!                    (`streams.rs`): kind 3 commit and 4 preamble;
+//!                    kinds 1 and 2 are their version 1 forms, still read
 //! ```
 //!
 //! A control record does not consume an id: it carries the id of the next
@@ -29,61 +30,34 @@ pub fn put(out: &mut Vec<u8>, id: u64, payload: &[u8]) {
     put_raw(out, id, payload, 0);
 }
 
-/// Appends a control record (commit or preamble) listing stream positions.
-pub fn put_control(
-    out: &mut Vec<u8>,
-    id: u64,
-    kind: u8,
-    positions: &mut dyn Iterator<Item = (&str, u64)>,
-) {
-    let mut payload = vec![kind];
-    let entries: Vec<(&str, u64)> = positions.collect();
-    put_varint(&mut payload, entries.len() as u64);
-    for (name, pos) in entries {
-        put_varint(&mut payload, name.len() as u64);
-        payload.extend_from_slice(name.as_bytes());
-        payload.extend_from_slice(&pos.to_le_bytes());
-    }
+/// Control record kinds.
+pub mod kind {
+    /// Version 1 commit: `n × (name, u64 pos)`.
+    pub const COMMIT_V1: u8 = 1;
+    /// Version 1 preamble.
+    pub const PREAMBLE_V1: u8 = 2;
+    /// The end of an append, with the changes it made to its stream.
+    pub const COMMIT: u8 = 3;
+    /// The start of a segment, with every stream's state.
+    pub const PREAMBLE: u8 = 4;
+}
+
+/// Appends a control record: `kind`, then `body` (stream states, see `streams.rs`).
+pub fn put_control(out: &mut Vec<u8>, id: u64, kind: u8, body: &[u8]) {
+    let mut payload = Vec::with_capacity(1 + body.len());
+    payload.push(kind);
+    payload.extend_from_slice(body);
     put_raw(out, id, &payload, CONTROL);
 }
 
-/// Decodes a control record's positions; `None` if malformed.
-pub fn control_positions(payload: &[u8]) -> Option<Vec<(String, u64)>> {
-    let mut at = 1usize;
-    let n = get_varint(payload, &mut at)?;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let len = get_varint(payload, &mut at)? as usize;
-        let name = std::str::from_utf8(payload.get(at..at.checked_add(len)?)?)
-            .ok()?
-            .to_owned();
-        at += len;
-        let b: [u8; 8] = payload.get(at..at + 8)?.try_into().ok()?;
-        at += 8;
-        out.push((name, u64::from_le_bytes(b)));
+/// Decodes a control record's stream changes; `None` if malformed or of an unknown kind.
+pub fn control_changes(payload: &[u8]) -> Option<Vec<(String, super::streams::Change)>> {
+    let (&k, body) = payload.split_first()?;
+    match k {
+        kind::COMMIT_V1 | kind::PREAMBLE_V1 => super::streams::decode_v1(body),
+        kind::COMMIT | kind::PREAMBLE => super::streams::decode_changes(body),
+        _ => None,
     }
-    Some(out)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 fn put_raw(out: &mut Vec<u8>, id: u64, payload: &[u8], flags: u32) {
@@ -168,14 +142,13 @@ mod tests {
     }
 
     #[test]
-    fn control_records_round_trip_their_positions() {
+    fn control_records_round_trip_their_changes() {
+        use crate::channel::streams::{encode_changes, Change};
+        let mut body = Vec::new();
+        let changes = [("src/a", Change::Ordered { pos: 10, sub: 0 })];
+        encode_changes(&mut body, &changes);
         let mut buf = Vec::new();
-        put_control(
-            &mut buf,
-            9,
-            1,
-            &mut [("src/a", 10u64), ("src/b", 77)].into_iter(),
-        );
+        put_control(&mut buf, 9, kind::COMMIT, &body);
         match parse(&buf) {
             Parsed::Record {
                 id: 9,
@@ -184,8 +157,8 @@ mod tests {
                 ..
             } => {
                 assert_eq!(
-                    control_positions(payload).unwrap(),
-                    vec![("src/a".to_owned(), 10), ("src/b".to_owned(), 77)]
+                    control_changes(payload).unwrap(),
+                    vec![("src/a".to_owned(), Change::Ordered { pos: 10, sub: 0 })]
                 );
             }
             other => panic!("{other:?}"),

@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod frame;
 pub mod memory;
+pub mod streams;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use weir_core::metrics::{Counter, Gauge, Registry};
 use weir_core::units::{opt_duration, ByteSize};
 use weir_core::Event;
 
-use disk::{DiskOptions, DiskSpool, SpoolError, StreamPos};
+use disk::{DiskOptions, DiskSpool, SpoolError, StreamMarks};
 use memory::MemoryChannel;
 use weir_plugins::SourceBatch;
 
@@ -291,23 +292,30 @@ impl Channel {
     ) -> Result<(), PushError> {
         let mut done = 0usize;
         let mut backoff = Duration::from_millis(50);
-        while done < batch.events.len() {
+        // A batch of releases alone still needs its commit.
+        let mut first = true;
+        while done < batch.events.len() || (first && !batch.releases.is_empty()) {
             let inner = self.0.clone();
             let b = batch.clone();
             let from = done;
+            let with_releases = first;
             let res = tokio::task::spawn_blocking(move || match &inner.backend {
                 Backend::Disk(d) => {
-                    let pos = b.stream.as_deref().map(|stream| StreamPos {
+                    let marks = b.stream.as_ref().map(|stream| StreamMarks {
                         stream,
-                        ends: &b.ends[from..],
+                        marks: b.marks.get(from..).unwrap_or(&[]),
+                        // Releases go with the first append of the batch only:
+                        // a later one could forget a key this batch just took.
+                        releases: if with_releases { &b.releases } else { &[] },
                     });
-                    d.append(&b.events[from..], pos)
+                    d.append(&b.events[from..], marks)
                 }
                 Backend::Memory(m) => Ok(m.append(&b.events[from..])),
             })
             .await;
             match res {
                 Ok(Ok(a)) => {
+                    first = false;
                     done += a.consumed;
                     backoff = Duration::from_millis(50);
                     if a.consumed > a.dropped_newest + a.skipped {

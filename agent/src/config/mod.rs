@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 use weir_plugins::registry::{self, Kind};
-use weir_plugins::{SinkConfig, SourceConfig, TransformConfig};
+use weir_plugins::{SinkConfig, SourceConfig, TransformConfig, ERRORS_OUTPUT};
 
 use crate::channel::ChannelConfig;
 
@@ -102,6 +102,30 @@ pub struct TransformSpec {
     pub type_name: String,
     pub inputs: Vec<String>,
     pub config: Box<dyn TransformConfig>,
+}
+
+impl Pipeline {
+    /// Transform ids, every transform after the transforms it reads from.
+    pub fn transform_order(&self) -> Vec<String> {
+        let mut done: Vec<String> = Vec::new();
+        // The graph is acyclic (validated), so each pass places at least one
+        // transform; the bound only guards against a bug.
+        for _ in 0..=self.transforms.len() {
+            for t in &self.transforms {
+                if done.contains(&t.id) {
+                    continue;
+                }
+                let ready = t.inputs.iter().all(|i| {
+                    let node = split_input(i).0;
+                    !self.transforms.iter().any(|u| u.id == node) || done.iter().any(|d| d == node)
+                });
+                if ready {
+                    done.push(t.id.clone());
+                }
+            }
+        }
+        done
+    }
 }
 
 const TOP_KEYS: [&str; 5] = ["data_dir", "host", "sources", "transforms", "sinks"];
@@ -279,17 +303,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             }
         }
     }
-    // Wiring: every input names a source or transform.
+    // Wiring: every input names a source or transform, and one of its outputs.
+    let outputs = declared_outputs(&sources, &transforms);
     for (kind_of, map) in [("sinks", &sinks_map), ("transforms", &transforms_map)] {
         for (id, body) in map {
             if let Some(Value::Sequence(items)) = body.get("inputs") {
                 for (i, item) in items.iter().enumerate() {
                     let name = item.as_str().unwrap_or("");
                     let at = format!("{kind_of}.{id}.inputs[{i}]");
-                    match ids.get(name) {
-                        Some(&"sources") | Some(&"transforms") => {}
-                        Some(kind) => c.add(&at, format!("`{name}` is one of the {kind}; inputs must be sources or transforms")),
-                        None => c.add(&at, format!("no source or transform named `{name}`")),
+                    let (node, output) = split_input(name);
+                    match ids.get(node) {
+                        Some(&"sources") | Some(&"transforms") => {
+                            if let (Some(o), Some(known)) = (output, outputs.get(node)) {
+                                if !known.iter().any(|k| k == o) {
+                                    c.add(&at, format!("`{node}` has no output `{o}`; its outputs are: {}", known.join(", ")));
+                                }
+                            }
+                        }
+                        Some(kind) => c.add(&at, format!("`{node}` is one of the {kind}; inputs must be sources or transforms")),
+                        None => c.add(&at, format!("no source or transform named `{node}`")),
                     }
                 }
             }
@@ -368,7 +400,10 @@ fn check_id(
 fn inputs_at(c: &mut Checker, at: &str, body: &Mapping) -> Vec<String> {
     match body.get("inputs") {
         None => {
-            c.add(at, "`inputs` is required: the sources this sink reads");
+            c.add(
+                at,
+                "`inputs` is required: the sources or transforms (`id` or `id.output`) this reads",
+            );
             Vec::new()
         }
         Some(Value::Sequence(items)) if !items.is_empty() => {
@@ -443,6 +478,36 @@ fn component<T: ?Sized>(
     }
 }
 
+/// Splits an input reference `component[.output]`.
+pub fn split_input(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('.') {
+        Some((node, output)) => (node, Some(output)),
+        None => (s, None),
+    }
+}
+
+/// Every source's and transform's named outputs (the dead-letter output included).
+fn declared_outputs(
+    sources: &[SourceSpec],
+    transforms: &[TransformSpec],
+) -> HashMap<String, Vec<String>> {
+    let with_errors = |mut v: Vec<String>| {
+        if !v.iter().any(|o| o == ERRORS_OUTPUT) {
+            v.push(ERRORS_OUTPUT.to_owned());
+        }
+        v
+    };
+    sources
+        .iter()
+        .map(|s| (s.id.clone(), with_errors(s.config.outputs())))
+        .chain(
+            transforms
+                .iter()
+                .map(|t| (t.id.clone(), with_errors(t.config.outputs()))),
+        )
+        .collect()
+}
+
 fn check_cycles(c: &mut Checker, transforms: &BTreeMap<String, Mapping>) {
     let edges: HashMap<&str, Vec<String>> = transforms
         .iter()
@@ -450,7 +515,7 @@ fn check_cycles(c: &mut Checker, transforms: &BTreeMap<String, Mapping>) {
             let ins = match body.get("inputs") {
                 Some(Value::Sequence(s)) => s
                     .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .filter_map(|v| v.as_str().map(|i| split_input(i).0.to_owned()))
                     .collect(),
                 _ => Vec::new(),
             };

@@ -43,7 +43,7 @@ impl SinkConfig for FileSinkConfig {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| BuildError(format!("opening {}: {e}", self.path.display())))?;
+            .map_err(|e| BuildError::Setup(format!("opening {}: {e}", self.path.display())))?;
         let fsync = self.fsync;
         let write = move |b: &[u8]| -> std::io::Result<()> {
             f.write_all(b)?;

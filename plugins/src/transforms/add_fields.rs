@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_core::Value;
+use weir_core::{Event, Value};
 
-use crate::component::{BuildError, SourceBatch, Transform, TransformConfig, TransformContext};
+use crate::component::{BuildError, Emitter, Transform, TransformConfig, TransformContext};
 
 /// A constant field value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,21 +72,20 @@ struct AddFields {
 }
 
 impl Transform for AddFields {
-    fn apply(&mut self, batch: &mut SourceBatch) {
-        for e in &mut batch.events {
-            for (k, v) in &self.fields {
-                if self.overwrite || e.fields.get(k).is_none() {
-                    e.fields.insert(k.as_str(), v.clone());
-                }
+    fn process(&mut self, mut event: Event, out: &mut Emitter) {
+        for (k, v) in &self.fields {
+            if self.overwrite || event.fields.get(k).is_none() {
+                event.fields.insert(k.as_str(), v.clone());
             }
         }
+        out.emit(event);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_core::{Event, Metadata};
+    use weir_core::Metadata;
 
     #[test]
     fn sets_fields_and_respects_overwrite() {
@@ -99,13 +98,10 @@ mod tests {
                 metrics: Default::default(),
             })
             .unwrap();
-        let mut b = SourceBatch {
-            events: vec![Event::from_message("hello", Metadata::default())],
-            stream: None,
-            ends: vec![],
-        };
-        t.apply(&mut b);
-        let f = &b.events[0].fields;
+        let mut out = Emitter::new("t", &[], 0);
+        t.process(Event::from_message("hello", Metadata::default()), &mut out);
+        let (emitted, _) = out.take();
+        let f = &emitted[0].events[0].fields;
         assert_eq!(f.get("env"), Some(&Value::String("prod".into())));
         assert_eq!(f.get("site"), Some(&Value::Int(7)));
         assert_eq!(
@@ -113,19 +109,5 @@ mod tests {
             Some(&Value::String("hello".into())),
             "overwrite: false keeps the event's value"
         );
-    }
-
-    #[test]
-    fn retain_keeps_positions_aligned() {
-        let mut b = SourceBatch {
-            events: (0..5)
-                .map(|i| Event::from_message(format!("{i}"), Metadata::default()))
-                .collect(),
-            stream: Some("s".into()),
-            ends: vec![10, 20, 30, 40, 50],
-        };
-        b.retain(|e| e.message() != Some("1") && e.message() != Some("3"));
-        assert_eq!(b.ends, vec![10, 30, 50]);
-        assert_eq!(b.events.len(), 3);
     }
 }

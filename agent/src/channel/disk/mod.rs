@@ -20,8 +20,9 @@
 //!   recovery drops records after the last commit. An append never spans
 //!   two segments, and every segment starts with a preamble listing every
 //!   stream's position, so recovery reads only the last segment.
-//! - An event whose stream position is at or below the one the spool holds
-//!   is skipped: a source re-reading after a crash adds nothing twice.
+//! - An event whose mark says the spool already holds it (`streams.rs`) is
+//!   skipped: a source re-reading after a crash, or a broker redelivering a
+//!   message, adds nothing twice.
 //! - `total_bytes` (all segment files, records and control records) never
 //!   exceeds `max_bytes`, except by one append when nothing is left to
 //!   acknowledge (so a record larger than the budget cannot block forever).
@@ -36,7 +37,7 @@
 //! are counted. Sealed segments are checked as they are read, with the same
 //! salvage. A damaged spool never stops the agent from starting.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -46,8 +47,10 @@ use std::sync::{Mutex, MutexGuard};
 use tracing::{info, warn};
 use weir_core::codec;
 use weir_core::Event;
+use weir_plugins::{Mark, Stream, StreamKind};
 
 use super::frame;
+use super::streams::{encode_changes, Change, StreamStates};
 use super::{ChannelMetrics, FsyncPolicy, WhenFull};
 
 /// Settings of one disk spool.
@@ -101,16 +104,16 @@ pub struct Appended {
     pub skipped: usize,
 }
 
-/// Positions of a source stream for the events of one append: `ends[i]` is
-/// the stream position just past event i (for a file: the byte offset after
-/// its line). The spool commits the last position with the events, in the
-/// same write; an event whose end is at or below the position the spool
-/// already holds is skipped. This is what makes a source's re-read after a
-/// crash (from a checkpoint older than the spool) free of duplicates.
+/// The stream and marks of the events of one append (one mark per event),
+/// and the keys the stream released. The spool commits what they change in
+/// the same write as the events and skips events it already holds: this
+/// is what makes a source's re-delivery after a crash (a file re-read from
+/// an older checkpoint, a broker's redelivery) free of duplicates.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamPos<'a> {
-    pub stream: &'a str,
-    pub ends: &'a [u64],
+pub struct StreamMarks<'a> {
+    pub stream: &'a Stream,
+    pub marks: &'a [Mark],
+    pub releases: &'a [u64],
 }
 
 /// Free space the spool leaves on its filesystem. The state database (file
@@ -129,9 +132,6 @@ fn available_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-const COMMIT: u8 = 1;
-const PREAMBLE: u8 = 2;
-
 #[derive(Debug, Clone)]
 struct SegMeta {
     first_id: u64,
@@ -143,8 +143,8 @@ struct SegMeta {
 }
 
 struct Writer {
-    /// Latest position per source stream held by this spool (see `StreamPos`).
-    positions: HashMap<String, u64>,
+    /// What this spool holds of each source stream (see `StreamMarks`).
+    streams: StreamStates,
     file: Option<File>,
     first_id: u64,
     size: u64,
@@ -220,7 +220,7 @@ impl DiskSpool {
         // The tail segment is the only one a crash can leave unfinished. An
         // empty one (created, then the crash before its first write) is
         // removed so that the segment before it is recovered as the tail.
-        let mut positions = HashMap::new();
+        let mut streams = StreamStates::default();
         let mut tail = None;
         while let Some((first_id, path)) = found.pop() {
             let (meta, pos) = recover_segment(dir, first_id, &path, &metrics)?;
@@ -228,7 +228,7 @@ impl DiskSpool {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            positions = pos;
+            streams = pos;
             tail = Some(meta);
             break;
         }
@@ -273,7 +273,7 @@ impl DiskSpool {
         Ok(DiskSpool {
             dir: dir.to_path_buf(),
             writer: Mutex::new(Writer {
-                positions,
+                streams,
                 file,
                 first_id,
                 size,
@@ -305,9 +305,14 @@ impl DiskSpool {
         lock(&self.shared).total_bytes
     }
 
-    /// The position this spool holds for a source stream.
-    pub fn position(&self, stream: &str) -> Option<u64> {
-        lock(&self.writer).positions.get(stream).copied()
+    /// The ordered position this spool holds for a source stream.
+    pub fn position(&self, stream: &str) -> Option<(u64, u32)> {
+        lock(&self.writer).streams.position(stream)
+    }
+
+    /// The keys this spool holds in flight for a keyed stream.
+    pub fn keys(&self, stream: &str) -> Vec<u64> {
+        lock(&self.writer).streams.keys(stream)
     }
 
     /// Appends as many events from the front of `events` as the policy allows,
@@ -317,27 +322,28 @@ impl DiskSpool {
     pub fn append(
         &self,
         events: &[Event],
-        pos: Option<StreamPos<'_>>,
+        marks: Option<StreamMarks<'_>>,
     ) -> Result<Appended, SpoolError> {
-        let pos = pos.filter(|p| p.ends.len() == events.len());
+        let marks = marks.filter(|m| m.marks.len() == events.len());
         let mut w = lock(&self.writer);
         let mut out = Appended::default();
-        let held = pos.and_then(|p| w.positions.get(p.stream).copied());
+        let mut pending = marks.map(|m| w.streams.begin(m.stream, m.releases));
         let mut frames = std::mem::take(&mut w.buf);
         frames.clear();
         let mut scratch = std::mem::take(&mut w.scratch);
         let mut id = w.next_id;
-        let mut last_end: Option<u64> = None;
         // Room for the commit record and, if this append rolls, the preamble.
-        let control = |names: &mut dyn Iterator<Item = usize>| {
-            names.map(|n| n as u64 + 18).sum::<u64>() + frame::HEADER as u64 + 10
-        };
-        let overhead = control(&mut pos.map(|p| p.stream.len()).into_iter())
-            + control(&mut w.positions.keys().map(|k| k.len()));
+        let overhead = Self::control_bytes(marks.map_or(0, |m| {
+            let taken = match m.stream.kind {
+                StreamKind::Ordered => 12,
+                StreamKind::Keyed => m.marks.len() * 22,
+            };
+            m.stream.name.len() + 16 + m.releases.len() * 10 + taken
+        })) + Self::control_bytes(w.streams.encoded_full_len());
         for (i, e) in events.iter().enumerate() {
-            let end = pos.map(|p| p.ends[i]);
-            if let (Some(h), Some(end)) = (held, end) {
-                if end <= h {
+            let mark = marks.map(|m| &m.marks[i]);
+            if let (Some(p), Some(m)) = (&pending, mark) {
+                if p.holds(m) {
                     out.consumed += 1;
                     out.skipped += 1;
                     continue;
@@ -353,24 +359,22 @@ impl DiskSpool {
                 }
                 out.consumed += 1;
                 out.dropped_newest += 1;
-                last_end = end;
-                continue;
+            } else {
+                frame::put(&mut frames, id, &scratch);
+                id += 1;
+                out.consumed += 1;
             }
-            frame::put(&mut frames, id, &scratch);
-            id += 1;
-            out.consumed += 1;
-            last_end = end;
+            if let (Some(p), Some(m)) = (&mut pending, mark) {
+                p.take(m);
+            }
         }
         w.scratch = scratch;
-        let advanced = match (pos, last_end) {
-            (Some(p), Some(end)) => Some((p.stream, end)),
-            _ => None,
-        };
-        if frames.is_empty() && advanced.is_none() {
+        let change = pending.as_ref().and_then(|p| p.change());
+        if frames.is_empty() && change.is_none() {
             w.buf = frames;
             return Ok(out);
         }
-        let res = self.commit(&mut w, &mut frames, id, advanced);
+        let res = self.commit(&mut w, &mut frames, id, change);
         w.buf = frames;
         res?;
         let written = out.consumed - out.dropped_newest - out.skipped;
@@ -379,13 +383,18 @@ impl DiskSpool {
         Ok(out)
     }
 
+    /// Bytes of a control record whose stream states take `body` bytes.
+    fn control_bytes(body: usize) -> u64 {
+        (frame::HEADER + 1 + body) as u64
+    }
+
     /// Writes `frames` (events with ids up to `end_id`) and a commit record as one write.
     fn commit(
         &self,
         w: &mut Writer,
         frames: &mut Vec<u8>,
         end_id: u64,
-        advanced: Option<(&str, u64)>,
+        change: Option<(&str, Change)>,
     ) -> Result<(), SpoolError> {
         // Roll before writing, so that an append never spans two segments and
         // a segment's records after its last commit are exactly one torn append.
@@ -395,15 +404,17 @@ impl DiskSpool {
         {
             self.roll(w)?;
         }
-        if w.size == 0 && !w.positions.is_empty() {
-            // A segment starts with every stream's position, so recovery
+        if w.size == 0 && !w.streams.is_empty() {
+            // A segment starts with every stream's state, so recovery
             // needs to read only the last segment. (Checked by size, not by
             // roll: a first write that failed for space is retried here.)
-            let mut it = w.positions.iter().map(|(k, v)| (k.as_str(), *v));
-            frame::put_control(&mut prefix, w.next_id, PREAMBLE, &mut it);
+            let mut body = Vec::with_capacity(w.streams.encoded_full_len());
+            w.streams.encode_full(&mut body);
+            frame::put_control(&mut prefix, w.next_id, frame::kind::PREAMBLE, &body);
         }
-        let mut it = advanced.into_iter();
-        frame::put_control(frames, end_id, COMMIT, &mut it);
+        let mut body = Vec::new();
+        encode_changes(&mut body, change.as_slice());
+        frame::put_control(frames, end_id, frame::kind::COMMIT, &body);
         let need = (prefix.len() + frames.len()) as u64;
         if available_bytes(&self.dir).is_some_and(|free| free < need + self.opts.min_free_bytes) {
             return Err(SpoolError::NoSpace {
@@ -436,8 +447,8 @@ impl DiskSpool {
         w.size += data.len() as u64;
         let added = end_id - w.next_id;
         w.next_id = end_id;
-        if let Some((stream, end)) = advanced {
-            w.positions.insert(stream.to_owned(), end);
+        if let Some((stream, c)) = &change {
+            w.streams.apply(stream, c);
         }
         let mut s = lock(&self.shared);
         s.total_bytes += data.len() as u64;

@@ -1,7 +1,6 @@
 //! Opening a spool after a stop: the acknowledged cursor, and the tail
 //! segment's unfinished append, torn tail or damage.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -11,6 +10,7 @@ use tracing::{error, warn};
 
 use super::{io_err, SegMeta, SpoolError};
 use crate::channel::frame::{self, Parsed};
+use crate::channel::streams::StreamStates;
 use crate::channel::ChannelMetrics;
 
 pub(super) fn read_ack(f: &File) -> u64 {
@@ -36,9 +36,9 @@ pub(super) fn recover_segment(
     first_id: u64,
     path: &Path,
     metrics: &ChannelMetrics,
-) -> Result<(SegMeta, HashMap<String, u64>), SpoolError> {
+) -> Result<(SegMeta, StreamStates), SpoolError> {
     let data = fs::read(path).map_err(io_err(path))?;
-    let mut positions = HashMap::new();
+    let mut positions = StreamStates::default();
     // (position, length) of valid records, and how many of them end at a commit.
     let mut good: Vec<(usize, usize)> = Vec::new();
     let mut committed = 0usize;
@@ -66,9 +66,8 @@ pub(super) fn recover_segment(
                 payload,
                 ..
             } => {
-                for (stream, p) in frame::control_positions(payload).unwrap_or_default() {
-                    let e = positions.entry(stream).or_insert(p);
-                    *e = (*e).max(p);
+                for (stream, change) in frame::control_changes(payload).unwrap_or_default() {
+                    positions.apply(&stream, &change);
                 }
                 good.push((at, len));
                 committed = good.len();

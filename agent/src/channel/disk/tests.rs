@@ -4,6 +4,10 @@
 use super::*;
 use weir_core::Metadata;
 
+fn marks(ends: &[u64]) -> Vec<Mark> {
+    ends.iter().map(|&e| Mark::at(e)).collect()
+}
+
 fn ev(i: u64) -> Event {
     Event::from_message(format!("line number {i}"), Metadata::default())
 }
@@ -240,11 +244,13 @@ fn events_reread_after_a_crash_are_not_spooled_twice() {
     let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
     let evs: Vec<Event> = (0..30).map(ev).collect();
     let ends: Vec<u64> = (1..=30).map(|i| i * 100).collect();
+    let f1 = Stream::ordered("f/1");
     s.append(
         &evs[..20],
-        Some(StreamPos {
-            stream: "f/1",
-            ends: &ends[..20],
+        Some(StreamMarks {
+            stream: &f1,
+            marks: &marks(&ends[..20]),
+            releases: &[],
         }),
     )
     .unwrap();
@@ -255,23 +261,25 @@ fn events_reread_after_a_crash_are_not_spooled_twice() {
             .collect();
         s.append(
             &other,
-            Some(StreamPos {
-                stream: "f/2",
-                ends: &[1; 10].map(|x: u64| x + k),
+            Some(StreamMarks {
+                stream: &Stream::ordered("f/2"),
+                marks: &marks(&[1; 10].map(|x: u64| x + k)),
+                releases: &[],
             }),
         )
         .unwrap();
     }
     drop(s);
     let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
-    assert_eq!(s.position("f/1"), Some(2000));
+    assert_eq!(s.position("f/1"), Some((2000, 0)));
     // The source's checkpoint was older: it reads from event 10 again.
     let a = s
         .append(
             &evs[10..],
-            Some(StreamPos {
-                stream: "f/1",
-                ends: &ends[10..],
+            Some(StreamMarks {
+                stream: &f1,
+                marks: &marks(&ends[10..]),
+                releases: &[],
             }),
         )
         .unwrap();
@@ -343,7 +351,7 @@ mod model {
                         let to = offered + n as u64;
                         let events: Vec<Event> = (from..to).map(ev).collect();
                         let ends: Vec<u64> = (from + 1..=to).collect();
-                        let a = spool.append(&events, Some(StreamPos { stream: "s", ends: &ends })).unwrap();
+                        let a = spool.append(&events, Some(StreamMarks { stream: &Stream::ordered("s"), marks: &marks(&ends), releases: &[] })).unwrap();
                         prop_assert_eq!(a.consumed, events.len());
                         prop_assert_eq!(a.skipped as u64, offered - from, "re-offered lines are skipped");
                         unacked.extend(offered..to);

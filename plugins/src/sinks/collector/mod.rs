@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use weir_core::partition;
 use weir_core::protocol::{CreateTopic, ProducerPosition, TopicInfo};
-use weir_core::Event;
 
 pub use config::CollectorSinkConfig;
 use journal::{Entry, Journal, Producer};
 use send::{Outcome, Sender};
 
-use crate::component::{BuildError, ComponentError, SinkConfig, SinkContext, Task};
+use crate::component::{BuildError, ComponentError, Record, SinkConfig, SinkContext, Task};
 
 impl SinkConfig for CollectorSinkConfig {
     fn problems(&self) -> Vec<String> {
@@ -35,9 +34,9 @@ impl SinkConfig for CollectorSinkConfig {
     fn build(&self, ctx: SinkContext) -> Result<Task, BuildError> {
         let problems = self.value_problems();
         if !problems.is_empty() {
-            return Err(BuildError(problems.join("; ")));
+            return Err(BuildError::Config(problems));
         }
-        let sender = Sender::new(self, &ctx).map_err(|e| BuildError(e.to_string()))?;
+        let sender = Sender::new(self, &ctx).map_err(|e| BuildError::Setup(e.to_string()))?;
         let sink = CollectorSink {
             cfg: self.clone(),
             ctx,
@@ -56,13 +55,13 @@ struct CollectorSink {
     sender: Arc<Sender>,
     journal: Journal,
     /// Records read from the channel and not yet put in a batch.
-    buffer: VecDeque<(u64, Event)>,
+    buffer: VecDeque<Record>,
     rr: u32,
 }
 
 /// What the channel holds of a journaled range.
 enum Range {
-    Events(Vec<Event>),
+    Events(Vec<Record>),
     Acked,
     Gone,
     Shutdown,
@@ -130,11 +129,11 @@ impl CollectorSink {
                 };
                 match task.await.unwrap_or(Outcome::Shutdown) {
                     Outcome::Acked => {
-                        self.ctx
-                            .input
-                            .ack(entry.end)
-                            .await
-                            .map_err(ComponentError)?;
+                        if let Err(e) = self.ctx.input.ack(entry.end).await {
+                            // The collector holds it; a crash before the next
+                            // ack resends it and the collector answers "duplicate".
+                            warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; will retry.");
+                        }
                         acked.store(entry.end, Ordering::SeqCst);
                         self.journal.inflight.retain(|e| e.start >= entry.end);
                     }
@@ -174,8 +173,8 @@ impl CollectorSink {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 continue;
             };
-            let (start, end) = (first.0, last.0 + 1);
-            let events: Vec<Event> = batch.into_iter().map(|(_, e)| e).collect();
+            let (start, end) = (first.id, last.id + 1);
+            let events = batch;
             if pending.is_empty() {
                 acked.store(start, Ordering::SeqCst);
             }
@@ -191,14 +190,14 @@ impl CollectorSink {
     }
 
     /// Chooses partitions and sequences for a batch.
-    fn plan(&mut self, start: u64, end: u64, events: &[Event]) -> Entry {
+    fn plan(&mut self, start: u64, end: u64, events: &[Record]) -> Entry {
         let n = self.journal.partitions.max(1);
         let keyless_partition = self.rr % n;
         self.rr = self.rr.wrapping_add(1);
         let mut counts: BTreeMap<u32, i32> = BTreeMap::new();
         for e in events {
             *counts
-                .entry(partition_of(e, n, keyless_partition))
+                .entry(partition_of(&e.meta, n, keyless_partition))
                 .or_default() += 1;
         }
         let mut base_seqs = BTreeMap::new();
@@ -220,7 +219,7 @@ impl CollectorSink {
     async fn launch(
         &mut self,
         entry: Entry,
-        events: Vec<Event>,
+        events: Vec<Record>,
         acked: &Arc<AtomicU64>,
     ) -> Result<InFlight, ComponentError> {
         let (e, partitions, producer, compression) = (
@@ -265,17 +264,17 @@ impl CollectorSink {
             }
             tokio::select! {
                 _ = tokio::time::sleep(send::jitter(backoff)) => {}
-                _ = shutdown.wait_for(|s| *s) => return Err(ComponentError("shutting down with the journal unsaved".into())),
+                _ = shutdown.wait_for(|s| *s) => return Err(ComponentError::Fatal("shutting down with the journal unsaved".into())),
             }
             backoff = (backoff * 2).min(self.cfg.max_backoff);
         }
     }
 
     /// Reads the next batch: waits for a first record, then up to `batch.timeout` to fill it.
-    async fn fill(&mut self) -> Option<Vec<(u64, Event)>> {
+    async fn fill(&mut self) -> Option<Vec<Record>> {
         let max_events = self.cfg.batch.max_events;
         let max_bytes = self.cfg.batch.max_bytes.bytes() as usize;
-        let mut out: Vec<(u64, Event)> = Vec::new();
+        let mut out: Vec<Record> = Vec::new();
         let mut bytes = 0usize;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -283,7 +282,7 @@ impl CollectorSink {
                 let Some(item) = self.buffer.pop_front() else {
                     break;
                 };
-                bytes += approx_bytes(&item.1);
+                bytes += approx_bytes(&item);
                 out.push(item);
             }
             if out.len() >= max_events || bytes >= max_bytes {
@@ -348,7 +347,7 @@ impl CollectorSink {
                     Some(got) => self.buffer.extend(got),
                 }
             }
-            let Some(&(id, _)) = self.buffer.front() else {
+            let Some(id) = self.buffer.front().map(|r| r.id) else {
                 continue;
             };
             if id < expect {
@@ -364,8 +363,8 @@ impl CollectorSink {
                     Range::Gone
                 };
             }
-            if let Some((_, e)) = self.buffer.pop_front() {
-                out.push(e);
+            if let Some(r) = self.buffer.pop_front() {
+                out.push(r);
             }
             expect += 1;
         }
@@ -449,34 +448,22 @@ impl CollectorSink {
     }
 }
 
-/// The partition of an event: its key's hash, or the batch's keyless partition.
-pub fn partition_of(e: &Event, partitions: u32, keyless: u32) -> u32 {
-    match &e.meta.key {
+/// The partition of a record: its key's hash, or the batch's keyless partition.
+pub fn partition_of(meta: &weir_core::Metadata, partitions: u32, keyless: u32) -> u32 {
+    match &meta.key {
         Some(k) => partition::for_key(k, partitions),
         None => keyless,
     }
 }
 
-fn approx_bytes(e: &Event) -> usize {
-    64 + e
-        .fields
-        .iter()
-        .map(|(k, v)| {
-            k.len()
-                + match v {
-                    weir_core::Value::String(s) => s.len(),
-                    weir_core::Value::Bytes(b) => b.len(),
-                    _ => 16,
-                }
-        })
-        .sum::<usize>()
+fn approx_bytes(r: &Record) -> usize {
+    64 + r.value.len() + r.meta.key.as_ref().map_or(0, |k| k.len())
 }
 
 async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ComponentError> {
     tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ComponentError(e.to_string()))?
-        .map_err(|e| ComponentError(e.to_string()))
+        .await?
+        .map_err(|e| ComponentError::Fatal(e.to_string()))
 }

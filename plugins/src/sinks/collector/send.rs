@@ -11,13 +11,12 @@ use tokio::sync::watch;
 use tracing::{error, warn};
 use weir_core::metrics::Counter;
 use weir_core::protocol::{ApiError, ErrorKind, ProduceAck};
-use weir_core::record::{encode_batch, Compression, ProducerStamp};
-use weir_core::Event;
+use weir_core::record::{encode_records, Compression, ProducerStamp, RecordParts};
 
 use super::config::CollectorSinkConfig;
 use super::journal::{Entry, Producer};
 use super::partition_of;
-use crate::component::SinkContext;
+use crate::component::{Record, SinkContext};
 
 /// How a batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,13 +278,17 @@ pub fn encode_entry(
     entry: &Entry,
     partitions: u32,
     producer: Producer,
-    events: &[Event],
+    events: &[Record],
     compression: Compression,
 ) -> Result<Vec<(u32, i32, i32, Bytes)>, weir_core::record::RecordError> {
-    let mut groups: BTreeMap<u32, Vec<&Event>> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     for e in events {
         groups
-            .entry(partition_of(e, partitions.max(1), entry.keyless_partition))
+            .entry(partition_of(
+                &e.meta,
+                partitions.max(1),
+                entry.keyless_partition,
+            ))
             .or_default()
             .push(e);
     }
@@ -297,7 +300,12 @@ pub fn encode_entry(
             producer_epoch: producer.epoch,
             base_sequence,
         };
-        let bytes = encode_batch(evs.iter().copied(), stamp, compression)?;
+        let parts = evs.iter().map(|r| RecordParts {
+            timestamp: r.timestamp,
+            meta: &r.meta,
+            value: &r.value,
+        });
+        let bytes = encode_records(parts, stamp, compression)?;
         out.push((p, base_sequence, evs.len() as i32, bytes));
     }
     Ok(out)
@@ -319,7 +327,7 @@ pub fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_core::Metadata;
+    use weir_core::{Event, Metadata};
 
     #[test]
     fn sequence_comparison_wraps() {
@@ -331,14 +339,14 @@ mod tests {
 
     #[test]
     fn re_encoding_an_entry_gives_identical_batches() {
-        let events: Vec<Event> = (0..20)
+        let events: Vec<Record> = (0..20)
             .map(|i| {
                 let mut e = Event::from_message(format!("m{i}"), Metadata::default());
                 e.timestamp = i;
                 if i % 3 == 0 {
                     e.meta.key = Some(Bytes::from(format!("k{i}")));
                 }
-                e
+                Record::from_event(i as u64, &e)
             })
             .collect();
         let entry = Entry {

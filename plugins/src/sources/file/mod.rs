@@ -33,7 +33,7 @@ use weir_core::{Event, Metadata, Value};
 pub use config::FileSourceConfig;
 
 use crate::component::{
-    BuildError, ComponentError, SourceBatch, SourceConfig, SourceContext, Task,
+    BuildError, ComponentError, Mark, SourceBatch, SourceConfig, SourceContext, Stream, Task,
 };
 use crate::state::FileCheckpoint;
 use identity::Fingerprint;
@@ -51,7 +51,7 @@ impl SourceConfig for FileSourceConfig {
     fn build(&self, ctx: SourceContext) -> Result<Task, BuildError> {
         let problems = self.value_problems();
         if !problems.is_empty() {
-            return Err(BuildError(problems.join("; ")));
+            return Err(BuildError::Config(problems));
         }
         let source = FileSource::new(self.clone(), ctx);
         Ok(Box::pin(source.run()))
@@ -114,10 +114,8 @@ impl FileSource {
     async fn run(mut self) -> Result<(), ComponentError> {
         let state = self.ctx.state.clone();
         let id = self.ctx.id.clone();
-        self.pending_checkpoints = tokio::task::spawn_blocking(move || state.file_checkpoints(&id))
-            .await
-            .map_err(|e| ComponentError(e.to_string()))?
-            .map_err(|e| ComponentError(e.to_string()))?;
+        self.pending_checkpoints =
+            tokio::task::spawn_blocking(move || state.file_checkpoints(&id)).await??;
         let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
         let _watcher = self.watch_dirs(wake_tx);
         self.discover(true);
@@ -421,7 +419,7 @@ impl FileSource {
             .as_ref()
             .map(|f| (f.clone(), Value::String(t.path.display().to_string())));
         let mut events = Vec::with_capacity(lines.len());
-        let mut ends = Vec::with_capacity(lines.len());
+        let mut marks = Vec::with_capacity(lines.len());
         let now = weir_core::event::now_nanos();
         for line in lines {
             let mut e = Event::from_message_at(line.value, meta.clone(), now);
@@ -429,14 +427,15 @@ impl FileSource {
                 e.fields.insert(k.as_str(), v.clone());
             }
             events.push(e);
-            ends.push(line.end);
+            marks.push(Mark::at(line.end));
         }
-        let last = ends.last().copied();
+        let last = marks.last().map(|m| m.pos);
         let n = events.len() as u64;
         let batch = SourceBatch {
+            stream: Some(Stream::ordered(t.key.clone())),
             events,
-            stream: Some(t.key.clone()),
-            ends,
+            marks,
+            releases: Vec::new(),
         };
         self.ctx.output.send(batch).await.map_err(|_| ())?;
         self.metrics.events.add(n);

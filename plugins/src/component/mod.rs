@@ -1,0 +1,142 @@
+//! The contracts between components and the agent's runtime.
+//!
+//! - A source gets a [`SourceOutput`]; `send` resolves only when every
+//!   durable holder downstream (sink channels, the input logs of stateful
+//!   transforms) has the batch, and only then may the source advance its own
+//!   checkpoint or acknowledge its peer. Every event carries a [`Mark`] in its
+//!   [`Stream`], which is how a channel recognises an event it already holds
+//!   when the source delivers it again after a crash.
+//! - A transform ([`Transform`]) turns each input event into zero, one or many
+//!   events on its default output, on named outputs, or on its dead-letter
+//!   output, and may keep state and timers. The runtime keeps the marks exact
+//!   whatever it emits.
+//! - A sink gets a [`SinkInput`]; it acknowledges a channel range only once
+//!   its destination has made the data durable.
+
+mod sink;
+mod source;
+mod transform;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use weir_core::metrics::Registry;
+
+pub use sink::{AckError, Record, SinkInput};
+pub use source::{Mark, SendError, SourceBatch, SourceOutput, Stream, StreamKind};
+pub use transform::{
+    Clock, DeadLetter, Emitted, Emitter, ManualClock, SystemClock, Transform, TransformError,
+    ERRORS_OUTPUT,
+};
+
+use crate::state::StateStore;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A running component: resolves when it has stopped.
+pub type Task = BoxFuture<'static, Result<(), ComponentError>>;
+
+/// What a source is given to run.
+pub struct SourceContext {
+    pub id: String,
+    pub host: Arc<str>,
+    /// Where events go: `send` for the default output, `send_to` for named
+    /// ones such as [`ERRORS_OUTPUT`].
+    pub output: Arc<dyn SourceOutput>,
+    pub state: StateStore,
+    pub shutdown: watch::Receiver<bool>,
+    pub metrics: Registry,
+}
+
+/// What a sink is given to run.
+pub struct SinkContext {
+    pub id: String,
+    pub input: Arc<dyn SinkInput>,
+    pub state: StateStore,
+    pub shutdown: watch::Receiver<bool>,
+    pub metrics: Registry,
+}
+
+/// What a transform is given when built.
+pub struct TransformContext {
+    pub id: String,
+    pub metrics: Registry,
+}
+
+/// Why a running component stopped with an error. The runtime logs it and
+/// keeps the rest of the pipeline running.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The state database failed in a way retrying did not fix.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A blocking helper task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The component cannot go on; the message says why and what to do.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Why a component could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Values serde accepted but the component cannot use (also reported by
+    /// `weir validate` through `problems()`).
+    #[error("{}", .0.join("; "))]
+    Config(Vec<String>),
+    /// A resource the component needs at start (a compiled script, a TLS
+    /// file, a client) could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A transform's configuration.
+pub trait TransformConfig: Debug + Send + Sync {
+    /// Value problems serde cannot see, for `weir validate`.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Named outputs besides the default one and [`ERRORS_OUTPUT`], which
+    /// every transform has; downstream components name them `<id>.<output>`.
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether the transform keeps state that must survive a restart
+    /// (windows, script `state`). The runtime gives such a transform a
+    /// durable input log and checkpoints its state with the log position it
+    /// reflects; see `docs/architecture.md`.
+    fn stateful(&self) -> bool {
+        false
+    }
+    /// Builds the transform.
+    fn build(&self, ctx: TransformContext) -> Result<Box<dyn Transform>, BuildError>;
+}
+
+/// A source's configuration.
+pub trait SourceConfig: Debug + Send + Sync {
+    /// Value problems serde cannot see (ranges, empty lists), for `weir validate`.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Named outputs besides the default one and [`ERRORS_OUTPUT`].
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Starts the source.
+    fn build(&self, ctx: SourceContext) -> Result<Task, BuildError>;
+}
+
+/// A sink's configuration.
+pub trait SinkConfig: Debug + Send + Sync {
+    /// Value problems serde cannot see, for `weir validate`.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Starts the sink.
+    fn build(&self, ctx: SinkContext) -> Result<Task, BuildError>;
+}
