@@ -91,9 +91,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Deframer<B> {
         Some(end.and_then(|len| self.buf.as_ref().get(..len).ok_or(DecodeError::Truncated)))
     }
 
-    /// Bytes dropped so far because they did not form a valid frame
-    /// (delimiters not included). A gap in a device's sequence numbers says
-    /// how many frames were lost; this says how much noise the line carried.
+    /// Bytes dropped so far in chunks that failed the link-layer checks
+    /// (COBS, length, CRC), delimiters not included: how much noise the line
+    /// carried. A frame that passes them but fails [`decode`](crate::decode)
+    /// arrived intact and is the caller's to count; a gap in a device's
+    /// sequence numbers says how many frames were lost.
     pub fn garbage_bytes(&self) -> u64 {
         self.garbage
     }
