@@ -9,6 +9,8 @@ pub mod inline;
 pub mod input;
 pub mod logged;
 pub mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
