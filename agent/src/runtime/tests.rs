@@ -17,14 +17,21 @@ use weir_plugins::{
 use super::inline::{Inline, TransformMetrics};
 use super::logged::Logged;
 use super::route::{deliver, LogInput, Outputs, Target};
+use crate::channel::disk::PayloadForm;
 use crate::channel::{Channel, ChannelConfig};
 
 fn channel(dir: &Path, name: &str) -> Channel {
-    Channel::open(
+    let form = if name == "log" {
+        PayloadForm::Events
+    } else {
+        PayloadForm::Records
+    };
+    Channel::open_with(
         name,
         &ChannelConfig::default(),
         &dir.join(name),
         &Registry::new(),
+        form,
     )
     .unwrap()
 }

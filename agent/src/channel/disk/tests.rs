@@ -3,6 +3,7 @@
 
 use super::*;
 use weir_core::Metadata;
+use weir_plugins::Record;
 
 fn marks(ends: &[u64]) -> Vec<Mark> {
     ends.iter().map(|&e| Mark::at(e)).collect()
@@ -14,6 +15,7 @@ fn ev(i: u64) -> Event {
 
 fn opts(max_bytes: u64, segment_bytes: u64, when_full: WhenFull) -> DiskOptions {
     DiskOptions {
+        form: PayloadForm::Records,
         max_bytes,
         segment_bytes,
         when_full,
@@ -534,5 +536,33 @@ mod keyed_model {
             let got: Vec<String> = spool.read(usize::MAX, usize::MAX).unwrap().iter().map(|(_, e)| e.message().unwrap().to_owned()).collect();
             prop_assert_eq!(got, stored.iter().map(|m| format!("msg {m}")).collect::<Vec<_>>());
         }
+    }
+}
+
+#[test]
+fn records_come_out_as_the_sink_sends_them_whatever_form_was_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = DiskOptions {
+        form: PayloadForm::Events,
+        ..opts(1 << 20, 1 << 16, WhenFull::Block)
+    };
+    let s = open(dir.path(), old);
+    s.append(&[ev(1), ev(2)], None).unwrap();
+    drop(s);
+    // An upgraded agent writes the record form into the same spool.
+    let s = open(dir.path(), opts(1 << 20, 1 << 16, WhenFull::Block));
+    let mut keyed = ev(3);
+    keyed.meta.key = Some(bytes::Bytes::from_static(b"k"));
+    s.append(&[keyed.clone()], None).unwrap();
+    let got = s.read_records(10, usize::MAX).unwrap();
+    let want: Vec<Record> = [ev(1), ev(2), keyed]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Record::from_event(i as u64, e))
+        .collect();
+    // Timestamps differ per event; compare everything else.
+    assert_eq!(got.len(), 3);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.id, &g.meta, &g.value), (w.id, &w.meta, &w.value));
     }
 }
