@@ -173,6 +173,8 @@ struct Shared {
 
 struct Reader {
     interner: codec::Interner,
+    /// The last chunk read, reused when no record refers to it any more.
+    spare: Option<bytes::Bytes>,
     next_id: u64,
     seg_first: Option<u64>,
     file: Option<File>,
@@ -299,6 +301,7 @@ impl DiskSpool {
             }),
             reader: Mutex::new(Reader {
                 interner: codec::Interner::default(),
+                spare: None,
                 next_id: acked,
                 seg_first: None,
                 file: None,

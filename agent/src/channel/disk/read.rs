@@ -115,13 +115,20 @@ impl DiskSpool {
             }
             let avail = (seg.size - r.pos) as usize;
             let want = avail.min(hint.max((max_bytes - bytes).clamp(1 << 16, 8 << 20)));
-            // A fresh chunk per read: records handed out share it (Bytes
-            // slices), so it is freed when the last of them is dropped.
-            let mut fill = BytesMut::zeroed(want);
-            if let Some(Err(e)) = r.file.as_ref().map(|f| f.read_exact_at(&mut fill, r.pos)) {
+            // Records handed out share the chunk (Bytes slices). The last
+            // chunk is reused once they are all dropped, which is the rule:
+            // a fresh one per read costs an mmap, zeroing and page faults.
+            let mut fill = reclaim(&mut r.spare, want);
+            if let Some(Err(e)) = r
+                .file
+                .as_ref()
+                .map(|f| f.read_exact_at(&mut fill[..want], r.pos))
+            {
                 return Err(io_err(&seg.path)(e));
             }
-            let buf = fill.freeze();
+            let whole = fill.freeze();
+            r.spare = Some(whole.clone());
+            let buf = whole.slice(..want);
             let mut at = 0usize;
             let mut damaged = false;
             let grew = hint > 0;
@@ -218,4 +225,20 @@ impl DiskSpool {
             let _ = fs::copy(path, q.join(name));
         }
     }
+}
+
+/// A buffer of at least `want` bytes: the previous chunk if nothing else
+/// holds it any more, else a new one. Its length is its full size, so a
+/// reused buffer is not zeroed again.
+fn reclaim(spare: &mut Option<Bytes>, want: usize) -> BytesMut {
+    if let Some(Ok(mut b)) = spare.take().map(Bytes::try_into_mut) {
+        if b.len() >= want {
+            return b;
+        }
+        if b.capacity() >= want {
+            b.resize(want, 0);
+            return b;
+        }
+    }
+    BytesMut::zeroed(want)
 }
