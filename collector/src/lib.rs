@@ -178,7 +178,7 @@ fn raise_open_files_limit(max_connections: usize) {
         }
     }
     let reserve = 256u64;
-    if (max_connections as u64).saturating_add(reserve) > lim.rlim_cur as u64 {
-        warn!(max_connections, open_files_limit = lim.rlim_cur as u64, "limits.max_connections plus room for log files exceeds the open-files limit; lower it or raise the limit (LimitNOFILE).");
+    if (max_connections as u64).saturating_add(reserve) > lim.rlim_cur {
+        warn!(max_connections, open_files_limit = lim.rlim_cur, "limits.max_connections plus room for log files exceeds the open-files limit; lower it or raise the limit (LimitNOFILE).");
     }
 }

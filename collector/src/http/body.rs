@@ -1,6 +1,9 @@
 //! Request bodies read within time, rate, size and the memory budget, and
 //! response bodies that hold their share of the budget until written.
 
+// Refusals are ready `Response`s, built once per failed request.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -130,7 +133,7 @@ pub struct ReservedBody {
 
 impl ReservedBody {
     /// `data`, accounted by `reserved`.
-    pub fn new(data: Bytes, reserved: Reservation) -> Body {
+    pub fn body(data: Bytes, reserved: Reservation) -> Body {
         Body::new(ReservedBody {
             data: Some(data),
             _reserved: reserved,

@@ -1,6 +1,10 @@
 //! One function per endpoint: decode, authenticate (`Caller`), take a slot
 //! and budget, call the service, encode.
 
+// Refusals are the `Response` a handler sends as is, built once per failed
+// request, so their size in a `Result` does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,7 +283,7 @@ pub async fn fetch(
                     .map_err(|b| busy(&b))?;
             }
             reserved.shrink_to(body.len());
-            let mut r = ReservedBody::new(body, reserved).into_response();
+            let mut r = ReservedBody::body(body, reserved).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             h.insert(HEADER_NEXT_OFFSET, HeaderValue::from(next));

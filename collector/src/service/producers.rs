@@ -152,7 +152,7 @@ impl Registry {
                         principal: principal.to_owned(),
                     });
                 };
-                if e.epoch >= MAX_EPOCH {
+                if e.epoch == MAX_EPOCH {
                     return Err(IdentityError::EpochExhausted { producer_id: id });
                 }
                 e.epoch += 1;
@@ -204,7 +204,7 @@ impl Registry {
         self.lock()
             .producers
             .get(&id)
-            .map_or(true, |e| e.principal == principal)
+            .is_none_or(|e| e.principal == principal)
     }
 
     #[cfg(test)]

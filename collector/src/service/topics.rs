@@ -38,7 +38,7 @@ impl Service {
             Some(t) => t,
             None => self.create(name, partitions).await?,
         };
-        Ok(blocking(move || topic_info(&t)).await?)
+        blocking(move || topic_info(&t)).await
     }
 
     /// Checks the name and limits, then creates the topic under the creation

@@ -594,13 +594,15 @@ mod tests {
 
     #[test]
     fn migration_acknowledges_exactly_the_in_flight_batches_the_collector_holds() {
-        let mut j = Journal::default();
-        j.inflight = vec![
-            entry(0, 10, &[(0, 0)]),
-            entry(10, 20, &[(0, 10), (1, 0)]),
-            entry(20, 30, &[(1, 5)]),
-        ];
-        j.next_seq = [(0, 15), (1, 9)].into();
+        let j = Journal {
+            inflight: vec![
+                entry(0, 10, &[(0, 0)]),
+                entry(10, 20, &[(0, 10), (1, 0)]),
+                entry(20, 30, &[(1, 5)]),
+            ],
+            next_seq: [(0, 15), (1, 9)].into(),
+            ..Default::default()
+        };
         let at = |p0: i32, p1: i32| {
             vec![
                 ProducerPosition {
