@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
@@ -40,6 +40,9 @@ struct State {
     read_deadline: Option<Instant>,
     /// Waiting for the first byte of a next request (idle keep-alive).
     idle: bool,
+    /// A read that went pending while no deadline ran: woken when the
+    /// answer is done, so it arms the idle deadline.
+    reader: Option<Waker>,
 }
 
 /// Where a connection is between requests, shared by its IO and its service.
@@ -56,6 +59,7 @@ impl Activity {
             state: Mutex::new(State {
                 read_deadline: Some(Instant::now() + t.header),
                 idle: false,
+                reader: None,
             }),
             t,
         }
@@ -74,9 +78,15 @@ impl Activity {
 
     /// The answer has been written (or dropped): the connection is idle.
     pub fn end_response(&self) {
-        let mut s = self.lock();
-        s.read_deadline = Some(Instant::now() + self.t.idle);
-        s.idle = true;
+        let reader = {
+            let mut s = self.lock();
+            s.read_deadline = Some(Instant::now() + self.t.idle);
+            s.idle = true;
+            s.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
     }
 
     fn bytes_read(&self) {
@@ -87,8 +97,13 @@ impl Activity {
         }
     }
 
-    fn read_deadline(&self) -> Option<Instant> {
-        self.lock().read_deadline
+    /// The read deadline; without one, `waker` is kept to be woken when one starts.
+    fn read_deadline(&self, waker: &Waker) -> Option<Instant> {
+        let mut s = self.lock();
+        if s.read_deadline.is_none() {
+            s.reader = Some(waker.clone());
+        }
+        s.read_deadline
     }
 }
 
@@ -154,7 +169,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if let Some(deadline) = me.activity.read_deadline() {
+                if let Some(deadline) = me.activity.read_deadline(cx.waker()) {
                     if me.read_sleep.deadline() != deadline {
                         me.read_sleep.as_mut().reset(deadline);
                     }
@@ -210,15 +225,35 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
 }
 
 /// A response body that marks the connection idle once it has been written
-/// or dropped.
+/// (its end reached) or dropped, whichever comes first — once, so that a
+/// late drop cannot start the idle clock during the next request.
 pub struct EndOfResponse<B> {
-    pub inner: B,
-    pub activity: Arc<Activity>,
+    inner: B,
+    activity: Arc<Activity>,
+    done: bool,
+}
+
+impl<B> EndOfResponse<B> {
+    /// Wraps the body of an answer on the connection of `activity`.
+    pub fn new(inner: B, activity: Arc<Activity>) -> Self {
+        EndOfResponse {
+            inner,
+            activity,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.activity.end_response();
+        }
+    }
 }
 
 impl<B> Drop for EndOfResponse<B> {
     fn drop(&mut self) {
-        self.activity.end_response();
+        self.finish();
     }
 }
 
@@ -230,7 +265,12 @@ impl<B: Body + Unpin> Body for EndOfResponse<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            me.finish();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

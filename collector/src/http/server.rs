@@ -173,7 +173,7 @@ async fn serve_io<T>(
                 Err(never) => match never {},
             };
             Ok::<_, Infallible>(
-                resp.map(|inner| axum::body::Body::new(EndOfResponse { inner, activity })),
+                resp.map(|inner| axum::body::Body::new(EndOfResponse::new(inner, activity))),
             )
         }
     });
