@@ -11,6 +11,7 @@ pub mod codec;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+pub mod json;
 pub mod locate;
 pub mod metrics;
 pub mod partition;
