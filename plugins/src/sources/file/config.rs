@@ -80,7 +80,7 @@ fn default_poll_interval() -> Duration {
     Duration::from_millis(250)
 }
 fn default_read_bytes() -> ByteSize {
-    ByteSize(1 << 20)
+    ByteSize(512 << 10)
 }
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
