@@ -296,6 +296,20 @@ impl Channel {
         &self.0.name
     }
 
+    /// Whether the channel keeps what it holds across restarts.
+    pub fn is_durable(&self) -> bool {
+        matches!(self.0.backend, Backend::Disk(_))
+    }
+
+    /// The positions this channel holds of the ordered streams whose names
+    /// start with `prefix` (none for a memory channel).
+    pub fn held_positions(&self, prefix: &str) -> Vec<(String, u64)> {
+        match &self.0.backend {
+            Backend::Disk(d) => d.ordered_positions(prefix),
+            Backend::Memory(_) => Vec::new(),
+        }
+    }
+
     /// Takes the whole batch, waiting while full (`block`) or while the disk is
     /// full. Returns only when every event is written, skipped as already
     /// held, or dropped per policy.
