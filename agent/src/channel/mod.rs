@@ -139,6 +139,14 @@ impl ChannelConfig {
                 ));
             }
         }
+        if let Some(d) = self.fsync_interval {
+            p.extend(weir_core::units::duration_problem(
+                "fsync_interval",
+                d,
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            ));
+        }
         if self.kind == ChannelType::Memory
             && (self.fsync.is_some()
                 || self.fsync_interval.is_some()
