@@ -313,7 +313,11 @@ impl SerialSource {
         let Pending { events, dead, .. } = std::mem::take(&mut self.pending);
         if !dead.is_empty() {
             if let Some(suppressed) = self.dead_log.check() {
-                warn!(source = %self.ctx.id, records = dead.len(), earlier = suppressed, "Records could not be decoded; sent to the errors output.");
+                let error = match dead[0].fields.get("error") {
+                    Some(Value::String(e)) => e.as_str(),
+                    _ => "",
+                };
+                warn!(source = %self.ctx.id, records = dead.len(), error, earlier = suppressed, "Records could not be decoded; sent to the errors output.");
             }
             match self
                 .ctx
