@@ -379,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn config_round_trips_through_yaml() {
+        let c: ModbusSourceConfig = serde_yaml::from_str(
+            "url: rtu:///dev/ttyS1?baud=19200\ninterval: 2s\ntimeout: 300ms\nreads:\n  - { name: a, unit: 3, kind: input, address: 7, type: i32, word_order: little, scale: 0.5, offset: 1 }\n  - { name: b, kind: coil, address: 0 }\n",
+        )
+        .unwrap();
+        assert!(c.value_problems().is_empty(), "{:?}", c.value_problems());
+        let again: ModbusSourceConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again.reads, c.reads);
+        assert_eq!((again.interval, again.timeout), (c.interval, c.timeout));
+        assert_eq!(again.reads[1].data_type(), DataType::Bool);
+        assert!(
+            serde_yaml::from_str::<ModbusSourceConfig>("url: tcp://x\nreads: []\nbogus: 1")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn problems_name_each_bad_read() {
         let c: ModbusSourceConfig = serde_yaml::from_str(
             "url: tcp://127.0.0.1:502\nreads:\n  - { name: a, kind: holding, address: 0, type: f32 }\n  - { name: a, kind: coil, address: 1, type: u16 }\n  - { name: errors, kind: input, address: 65535, type: u32 }\n  - { name: c, kind: discrete, address: 3, scale: 2 }\n",

@@ -63,6 +63,11 @@ impl SourceConfig for ModbusSourceConfig {
     }
 }
 
+/// Resolves once shutdown is signalled.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 struct Metrics {
     registry: Registry,
     id: String,
@@ -159,9 +164,15 @@ impl ModbusSource {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
+                () = stopped(&mut shutdown) => break,
             }
-            let Some(event) = self.poll().await else {
+            // A poll can take a while (a timeout per request): shutdown
+            // does not wait for it.
+            let polled = tokio::select! {
+                e = self.poll() => e,
+                () = stopped(&mut shutdown) => break,
+            };
+            let Some(event) = polled else {
                 continue;
             };
             if self
