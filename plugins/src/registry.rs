@@ -170,6 +170,18 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
             crate::sources::file::FileSourceConfig,
             "include: [\"/var/log/app/*.log\"]"
         ),
+        #[cfg(feature = "source-serial")]
+        source_kind!(
+            "serial",
+            crate::sources::serial::SerialSourceConfig,
+            "path: /dev/ttyUSB0\nbaud: 9600\nframing: lines\nparser: nmea"
+        ),
+        #[cfg(feature = "source-modbus")]
+        source_kind!(
+            "modbus",
+            crate::sources::modbus::ModbusSourceConfig,
+            "url: tcp://127.0.0.1:502\ninterval: 5s\nreads:\n  - { unit: 1, kind: holding, address: 100, type: f32, word_order: big, name: flow, scale: 0.1 }"
+        ),
     ]
 }
 
