@@ -464,3 +464,71 @@ fn nested_values_and_timestamps_round_trip_unchanged() {
     let got = run(&cfg, &mut t, vec![e.clone()]);
     assert_eq!(on(&got, None)[0], &e);
 }
+
+/// The examples of docs/configuration.md's function table, run.
+#[test]
+fn the_documented_examples_work() {
+    let (cfg, mut t) = script(
+        r#"
+let j = parse_json(`{"user": {"name": "ann"}}`); event.user = j.user.name;
+event.raw = encode_json(#{ a: 1, b: [true] });
+event.kv = parse_key_value("level=info msg=\"disk full\" debug");
+event.kv2 = parse_key_value("a: 1, b: 2", ",", ":");
+let m = parse_regex("10.0.0.1 404 GET", "^(?P<ip>\\S+) (?P<status>\\d{3})");
+if m == () { return (); }
+event.status = to_int(m.status);
+event.t1 = parse_timestamp("2024-05-01 12:00:00", "%Y-%m-%d %H:%M:%S");
+event.t2 = parse_timestamp("01/05/2024 14:00", "%d/%m/%Y %H:%M", "Europe/Paris");
+event.t3 = parse_timestamp(1714564800, "unix");
+event.f1 = format_timestamp(event.t1, "%Y-%m-%dT%H:%M:%S%.3fZ");
+event.local = format_timestamp(event.t1, "%H:%M %Z", "America/New_York");
+event.received = now();
+set_event_timestamp(parse_timestamp("2024-05-01T12:00:00Z", "rfc3339"));
+event.origin = source() + "@" + host();
+event.device = "d7";
+set_key(event.device);
+event.level = "error";
+if event.level == "error" { set_topic("errors"); }
+event.code = to_int(m.status, -1);
+event.temp = to_float("x", 0.0);
+event.user = sha256(event.user);
+event.keep = hash64("session-1") % 10 != 0;
+event.crc = crc32("payload");
+event.mixed = "very hot" > 80.0;
+emit("alerts", #{ device: event.device });
+emit(#{ kind: "marker" });
+log("warn", "odd reading: " + event.temp);
+print(event);
+event
+"#,
+    );
+    let got = run(&cfg, &mut t, vec![msg("m")]);
+    assert!(on(&got, Some(ERRORS_OUTPUT)).is_empty(), "{got:#?}");
+    let out = on(&got, None);
+    assert_eq!(out.len(), 2, "the marker, then the event");
+    assert_eq!(field(out[0], "kind"), &Value::from("marker"));
+    let e = out[1];
+    let json = String::from_utf8(e.fields_json()).unwrap();
+    for want in [
+        r#""raw":"{\"a\":1,\"b\":[true]}""#,
+        r#""kv":{"debug":true,"level":"info","msg":"disk full"}"#,
+        r#""kv2":{"a":"1","b":"2"}"#,
+        r#""status":404"#,
+        r#""t1":"2024-05-01T12:00:00.000000000Z""#,
+        r#""t2":"2024-05-01T12:00:00.000000000Z""#,
+        r#""t3":"2024-05-01T12:00:00.000000000Z""#,
+        r#""f1":"2024-05-01T12:00:00.000Z""#,
+        r#""local":"08:00 EDT""#,
+        r#""origin":"@""#,
+        r#""code":404"#,
+        r#""temp":0.0"#,
+        r#""user":"49915e0d7d4b402e"#,
+        r#""mixed":false"#,
+    ] {
+        assert!(json.contains(want), "missing {want} in {json}");
+    }
+    assert_eq!(e.timestamp, 1_714_564_800_000_000_000);
+    assert_eq!(e.meta.key.as_deref(), Some(&b"d7"[..]));
+    assert_eq!(e.meta.topic.as_deref(), Some("errors"));
+    assert_eq!(on(&got, Some("alerts")).len(), 1);
+}
