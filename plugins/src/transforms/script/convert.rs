@@ -35,6 +35,21 @@ pub fn to_dynamic(v: Value) -> Dynamic {
     }
 }
 
+/// An event value as a rhai value, copied (strings straight into rhai's
+/// shared strings, one allocation fewer than cloning then converting).
+pub fn to_dynamic_ref(v: &Value) -> Dynamic {
+    match v {
+        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic_ref).collect()),
+        Value::Map(m) => Dynamic::from_map(
+            m.iter()
+                .map(|(k, v)| (k.into(), to_dynamic_ref(v)))
+                .collect(),
+        ),
+        other => to_dynamic(other.clone()),
+    }
+}
+
 /// An event's fields as a rhai object map.
 pub fn fields_to_map(f: Fields) -> Map {
     f.into_iter()

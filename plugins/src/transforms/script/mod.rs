@@ -119,7 +119,7 @@ struct Script {
 /// the dead-letter output).
 fn event_map(f: &Fields) -> Map {
     f.iter()
-        .map(|(k, v)| (k.into(), convert::to_dynamic(v.clone())))
+        .map(|(k, v)| (k.into(), convert::to_dynamic_ref(v)))
         .collect()
 }
 

@@ -29,6 +29,9 @@ pub struct Pattern {
 #[derive(Default)]
 pub struct RegexCache {
     patterns: HashMap<String, Arc<Pattern>>,
+    /// The pattern used last: scripts call one pattern per call site, so
+    /// this spares hashing the pattern text on every call.
+    last: Option<(String, Arc<Pattern>)>,
     /// How many times a pattern was compiled (for tests).
     pub compiled: u64,
 }
@@ -36,7 +39,13 @@ pub struct RegexCache {
 impl RegexCache {
     /// The compiled `pattern`.
     pub fn get(&mut self, pattern: &str) -> Result<Arc<Pattern>, String> {
+        if let Some((text, p)) = &self.last {
+            if text == pattern {
+                return Ok(p.clone());
+            }
+        }
         if let Some(p) = self.patterns.get(pattern) {
+            self.last = Some((pattern.to_owned(), p.clone()));
             return Ok(p.clone());
         }
         let regex = RegexBuilder::new(pattern)
@@ -54,6 +63,7 @@ impl RegexCache {
             self.patterns.clear();
         }
         self.patterns.insert(pattern.to_owned(), p.clone());
+        self.last = Some((pattern.to_owned(), p.clone()));
         self.compiled += 1;
         Ok(p)
     }
