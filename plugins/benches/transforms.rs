@@ -113,10 +113,22 @@ fn breakdown(input: &[Event]) {
             format!("{regex}\nif m == () || m.level == \"debug\" {{ return (); }}\nevent"),
         ),
         ("+ add two fields (the reference script)", SCRIPT.to_owned()),
-        ("(alone) set one constant field", "event.level = \"x\";\nevent".to_owned()),
-        ("(alone) set two constant fields", "event.level = \"x\";\nevent.device = \"y\";\nevent".to_owned()),
-        ("(alone) read a field into a variable", "let l = event.message;\nevent".to_owned()),
-        ("(alone) call a cheap function", "let l = crc32(\"abc\");\nevent".to_owned()),
+        (
+            "(alone) set one constant field",
+            "event.level = \"x\";\nevent".to_owned(),
+        ),
+        (
+            "(alone) set two constant fields",
+            "event.level = \"x\";\nevent.device = \"y\";\nevent".to_owned(),
+        ),
+        (
+            "(alone) read a field into a variable",
+            "let l = event.message;\nevent".to_owned(),
+        ),
+        (
+            "(alone) call a cheap function",
+            "let l = crc32(\"abc\");\nevent".to_owned(),
+        ),
     ];
     for (what, source) in steps {
         let mut t = build_script(&source);

@@ -74,13 +74,13 @@ pub struct FileSourceConfig {
 }
 
 fn default_max_line_bytes() -> ByteSize {
-    ByteSize(256 << 10)
+    ByteSize(1 << 20)
 }
 fn default_poll_interval() -> Duration {
     Duration::from_millis(250)
 }
 fn default_read_bytes() -> ByteSize {
-    ByteSize(256 << 10)
+    ByteSize(1 << 20)
 }
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
