@@ -16,6 +16,7 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod service;
+mod systemd;
 pub mod tls;
 
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub async fn serve(
         None => None,
     };
     raise_open_files_limit(cfg.limits.max_connections);
+    let systemd = systemd::Service::from_env();
     let (stop_tx, stop_rx) = watch::channel(false);
     let store =
         log::Store::open(cfg.store(), stop_rx.clone()).map_err(|source| ServeError::Store {
@@ -111,6 +113,7 @@ pub async fn serve(
     }
     on_listening(addr);
     spawn_retention(store.clone(), stop_rx.clone());
+    systemd.ready(addr, store.clone(), stop_rx.clone());
 
     let opts = http::server::ServerOptions {
         max_connections: cfg.limits.max_connections,
@@ -122,7 +125,9 @@ pub async fn serve(
         shutdown_timeout: cfg.limits.shutdown_timeout,
         tls,
     };
-    http::server::run(listener, app, auth, opts, drain_tx, shutdown).await;
+    let shutdown = systemd.stopping_after(shutdown);
+    let server = http::server::run(listener, app, auth, opts, drain_tx, shutdown);
+    systemd.liveness.watch("http listener", server).await;
     let _ = stop_tx.send(true);
     let s = store.clone();
     // Bounded too: a disk that hangs must not keep the process alive forever.

@@ -7,6 +7,8 @@
 //! collector agree on the wire format by construction rather than by review.
 
 pub mod batch;
+#[cfg(feature = "cli-docs")]
+pub mod cli_docs;
 pub mod codec;
 pub mod event;
 #[cfg(feature = "http-client")]
@@ -19,6 +21,7 @@ pub mod problems;
 pub mod process;
 pub mod protocol;
 pub mod record;
+pub mod systemd;
 pub mod units;
 
 pub use event::{Event, Metadata, Value};

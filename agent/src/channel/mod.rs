@@ -304,6 +304,11 @@ impl Channel {
         &self.0.name
     }
 
+    /// Records held and not yet acknowledged by the sink.
+    pub fn backlog_records(&self) -> u64 {
+        self.0.metrics.records.get().max(0) as u64
+    }
+
     /// Whether the channel keeps what it holds across restarts.
     pub fn is_durable(&self) -> bool {
         matches!(self.0.backend, Backend::Disk(_))

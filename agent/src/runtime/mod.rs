@@ -9,6 +9,7 @@ pub mod inline;
 pub mod input;
 pub mod logged;
 pub mod route;
+mod systemd;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
+use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
 use weir_plugins::{
     Clock, ComponentError, SinkContext, SourceContext, SystemClock, TransformContext,
@@ -122,6 +124,8 @@ pub async fn run(
     let mut sinks = start_sinks(&pipeline, &graph, &state, &registry, &sink_stop)?;
     let mut transforms = start_transforms(&pipeline, &mut graph, &state, &registry, &clock)?;
     let mut sources = start_sources(&pipeline, &graph, &state, &registry, &src_stop)?;
+    let channels = graph.channels.values().cloned().collect();
+    let liveness = graph.liveness.clone();
     drop(graph);
 
     let metrics_addr = match opts.metrics_listen {
@@ -131,6 +135,7 @@ pub async fn run(
     info!(data_dir = %data_dir.display(), sources = pipeline.sources.len(),
         transforms = pipeline.transforms.len(), sinks = pipeline.sinks.len(), "Agent running.");
     on_ready(metrics_addr);
+    let service = systemd::Service::start(&pipeline, channels, liveness, sink_stop.clone());
 
     // Run until asked to stop; a component that ends early is reported, the others go on.
     tokio::pin!(shutdown);
@@ -143,6 +148,7 @@ pub async fn run(
         }
     }
     info!("Stopping: sources, then transforms, then sinks.");
+    service.stopping();
     let _ = src_stop_tx.send(true);
     drain("source", &mut sources, opts.shutdown_timeout).await;
     for t in &mut transforms {
@@ -160,6 +166,8 @@ struct Graph {
     logs: HashMap<String, Arc<LogInput>>,
     inline_tx: HashMap<String, mpsc::Sender<InlineRequest>>,
     inline_rx: HashMap<String, mpsc::Receiver<InlineRequest>>,
+    /// Times every component task's polls, for the systemd watchdog.
+    liveness: Liveness,
 }
 
 impl Graph {
@@ -175,6 +183,7 @@ impl Graph {
             logs: HashMap::new(),
             inline_tx: HashMap::new(),
             inline_rx: HashMap::new(),
+            liveness: Liveness::new(),
         };
         // One channel per sink: a stalled sink fills only its own.
         for s in &p.sinks {
@@ -334,6 +343,7 @@ fn start_sinks(
             source,
         })?;
         let id = s.id.clone();
+        let task = g.liveness.watch(format!("sink {id}"), task);
         set.spawn(async move { (id, task.await) });
     }
     Ok(set)
@@ -394,7 +404,8 @@ fn start_transforms(
                 checkpoint_interval: TRANSFORM_CHECKPOINT,
                 metrics,
             };
-            tokio::spawn(logged.run(stop.clone(), stop))
+            let name = format!("transform {}", t.id);
+            tokio::spawn(g.liveness.watch(name, logged.run(stop.clone(), stop)))
         } else {
             let Some(rx) = inline_rx.remove(&t.id) else {
                 continue;
@@ -407,7 +418,8 @@ fn start_transforms(
                 clock.clone(),
                 metrics,
             );
-            tokio::spawn(inline.run(rx, stop.clone(), stop))
+            let name = format!("transform {}", t.id);
+            tokio::spawn(g.liveness.watch(name, inline.run(rx, stop.clone(), stop)))
         };
         running.push(RunningTransform {
             id: t.id.clone(),
@@ -457,6 +469,7 @@ fn start_sources(
             source,
         })?;
         let id = src.id.clone();
+        let task = g.liveness.watch(format!("source {id}"), task);
         set.spawn(async move { (id, task.await) });
     }
     Ok(set)
