@@ -4,6 +4,8 @@
 //! [`registry`]; cargo features leave out what a device build does not need.
 
 pub mod component;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod registry;
 pub mod sinks;
 pub mod sources;

@@ -64,6 +64,12 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
             crate::sources::file::FileSourceConfig,
             "include: [\"/var/log/app/*.log\"]"
         ),
+        #[cfg(feature = "source-mqtt")]
+        source_kind!(
+            "mqtt",
+            crate::sources::mqtt::MqttSourceConfig,
+            "url: mqtt://127.0.0.1:1883\ntopics: [{ filter: \"sensors/+device/+metric\", qos: 2 }]"
+        ),
     ]
 }
 

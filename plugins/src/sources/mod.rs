@@ -2,3 +2,5 @@
 
 #[cfg(feature = "source-file")]
 pub mod file;
+#[cfg(feature = "source-mqtt")]
+pub mod mqtt;
