@@ -94,6 +94,12 @@ pub fn sinks() -> Vec<Kind<dyn SinkConfig>> {
             crate::sinks::collector::CollectorSinkConfig,
             "url: http://127.0.0.1:7400\ntopic: logs"
         ),
+        #[cfg(feature = "sink-mqtt")]
+        sink_kind!(
+            "mqtt",
+            crate::sinks::mqtt::MqttSinkConfig,
+            "url: mqtt://127.0.0.1:1883\ntopic: \"site/{{ device }}/alerts\"\nqos: 1"
+        ),
         #[cfg(feature = "sink-stdout")]
         sink_kind!("stdout", crate::sinks::stdout::StdoutSinkConfig, "{}"),
         #[cfg(feature = "sink-file")]

@@ -206,6 +206,27 @@ impl ConnectKeys<'_> {
     }
 }
 
+/// Default `keep_alive`.
+pub fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+/// Default `connect_timeout`.
+pub fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+/// Default `max_packet_size`: generous, far above typical sensor payloads.
+pub fn default_max_packet_size() -> weir_core::units::ByteSize {
+    weir_core::units::ByteSize(16 << 20)
+}
+/// Default `initial_backoff`.
+pub fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+/// Default `max_backoff`.
+pub fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// The default client id: `weir-<host>-<component>`, with characters
 /// outside `[A-Za-z0-9_-]` replaced by `-`, so it is stable per agent.
 pub fn default_client_id(host: &str, component: &str) -> String {

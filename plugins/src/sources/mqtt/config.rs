@@ -8,7 +8,10 @@ use weir_core::units::{duration, ByteSize};
 
 use super::decode::Decode;
 use super::filter::TopicFilter;
-use crate::mqtt::broker::{ConnectKeys, TlsConfig};
+use crate::mqtt::broker::{
+    default_connect_timeout, default_initial_backoff, default_keep_alive, default_max_backoff,
+    default_max_packet_size, ConnectKeys, TlsConfig,
+};
 use crate::mqtt::codec::Protocol;
 
 /// One subscription.
@@ -100,17 +103,8 @@ fn default_qos() -> u8 {
 fn default_topic_field() -> String {
     "topic".to_owned()
 }
-pub(crate) fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-pub(crate) fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_session_expiry() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
-}
-pub(crate) fn default_max_packet_size() -> ByteSize {
-    ByteSize(16 << 20)
 }
 fn default_receive_maximum() -> u16 {
     1000
@@ -123,12 +117,6 @@ fn default_buffer_bytes() -> ByteSize {
 }
 fn default_release_delay() -> Duration {
     Duration::from_millis(5)
-}
-pub(crate) fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-pub(crate) fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl MqttSourceConfig {
