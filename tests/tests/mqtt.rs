@@ -230,10 +230,16 @@ fn qos2_messages_reach_the_collector_exactly_once_across_agent_kills() {
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
     wait_subscribed(&broker, &agent, "sensors/probe/x");
     let n = 4000;
-    publish_through_kills(&broker, &mut agent, 2, n, 3);
+    let mut redelivered = publish_through_kills(&broker, &mut agent, 2, n, 4);
     let arrived = wait_records(&collector, "mqtt", n as u64, Duration::from_secs(30));
     // Anything extra would arrive now: give it a moment before counting.
     std::thread::sleep(Duration::from_millis(500));
+    redelivered += agent
+        .metric("weir_mqtt_redeliveries_total", "qos=\"2\"")
+        .unwrap_or(0.0);
+    // How much of the duplicate window the kills hit (redelivered messages
+    // the spool had to recognise), for the record.
+    eprintln!("QoS 2 redeliveries across the kills: {redelivered}");
     let c = counts(&consume_all(&collector.url(), "mqtt"));
     let missing: Vec<i64> = (0..n as i64).filter(|i| !c.contains_key(i)).collect();
     let repeated: Vec<(i64, usize)> = c
@@ -269,7 +275,7 @@ fn qos1_messages_arrive_at_least_once_across_agent_kills_with_counted_duplicates
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
     wait_subscribed(&broker, &agent, "sensors/probe/x");
     let n = 4000;
-    let mut redelivered = publish_through_kills(&broker, &mut agent, 1, n, 3);
+    let mut redelivered = publish_through_kills(&broker, &mut agent, 1, n, 4);
     let complete = wait_for(Duration::from_secs(30), || {
         let c = counts(&consume_all(&collector.url(), "mqtt"));
         (c.len() == n).then_some(c)
@@ -357,12 +363,12 @@ fn a_full_channel_under_block_holds_messages_at_the_broker_and_loses_none() {
         ),
         &collector_sink(
             &format!("http://{caddr}"),
-            "    channel: { type: disk, max_bytes: 16KiB, segment_bytes: 4KiB, when_full: block }\n",
+            "    channel: { type: disk, max_bytes: 64KiB, segment_bytes: 8KiB, when_full: block }\n",
         ),
     );
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     wait_subscribed(&broker, &agent, "sensors/probe/x");
-    let n = 1500; // about 150 KB: ten times the channel
+    let n = 2000; // about 300 KB: almost five times the channel
     let mut p = Publisher::start(broker.port, "sensors/d1/temp", 1, false);
     p.send(&(0..n).map(payload).collect::<Vec<_>>());
     p.finish();
@@ -370,7 +376,7 @@ fn a_full_channel_under_block_holds_messages_at_the_broker_and_loses_none() {
         "weir_channel_bytes",
         "central",
         Duration::from_secs(15),
-        |b| b > 8000.0,
+        |b| b > 40_000.0,
     );
     assert!(full.is_some(), "the channel did not fill");
     // Blocked for several keep-alive intervals: the connection must stay up.
