@@ -183,9 +183,7 @@ impl MqttSource {
                     let up = Instant::now();
                     self.ledger.connected(conn.connack.session_present);
                     debug!(source = %self.ctx.id, session_present = conn.connack.session_present, "MQTT connected.");
-                    if let Err(e) = self.settle_epoch(conn.connack.session_present).await {
-                        return Err(e);
-                    }
+                    self.settle_epoch(conn.connack.session_present).await?;
                     let end = match self.subscribe(&mut conn).await {
                         Ok(()) => self.session(&mut conn, &mut sending).await,
                         Err(e) => End::Broken(e),
