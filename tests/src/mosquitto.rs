@@ -16,7 +16,8 @@ pub struct Mosquitto {
     pub dir: PathBuf,
 }
 
-fn need(cmd: &str) -> PathBuf {
+/// Path of a mosquitto program; panics with the install hint when missing.
+pub fn tool(cmd: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
         let p = Path::new(dir).join(cmd);
         if p.exists() {
@@ -56,7 +57,7 @@ impl Mosquitto {
                 .append(true)
                 .open(&log)
                 .expect("broker log");
-            let child = Command::new(need("mosquitto"))
+            let child = Command::new(tool("mosquitto"))
                 .arg("-c")
                 .arg(&conf)
                 .stdout(Stdio::null())
@@ -113,7 +114,7 @@ pub struct Publisher {
 impl Publisher {
     /// Publishes lines to `topic` at `qos` (optionally retained).
     pub fn start(port: u16, topic: &str, qos: u8, retain: bool) -> Publisher {
-        let mut cmd = Command::new(need("mosquitto_pub"));
+        let mut cmd = Command::new(tool("mosquitto_pub"));
         cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
             .args(["-q", &qos.to_string(), "-l"]);
         if retain {
@@ -167,7 +168,7 @@ impl Drop for Publisher {
 pub fn publish_one(port: u16, topic: &str, qos: u8, retain: bool, payload: &[u8]) {
     let file = tempfile::NamedTempFile::new().expect("payload file");
     std::fs::write(file.path(), payload).expect("write payload");
-    let mut cmd = Command::new(need("mosquitto_pub"));
+    let mut cmd = Command::new(tool("mosquitto_pub"));
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
         .args(["-q", &qos.to_string(), "-f"])
         .arg(file.path());
@@ -191,7 +192,7 @@ impl Subscriber {
     /// Subscribes to `filter` at `qos` until killed.
     pub fn start(port: u16, filter: &str, qos: u8, out: &Path) -> Subscriber {
         let f = std::fs::File::create(out).expect("subscriber output");
-        let child = Command::new(need("mosquitto_sub"))
+        let child = Command::new(tool("mosquitto_sub"))
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", filter])
             .args(["-q", &qos.to_string(), "-v"])
             .stdout(f)

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use weir_tests::mosquitto::{publish_one, Mosquitto, Publisher, Subscriber};
+use weir_tests::mosquitto::{publish_one, tool, Mosquitto, Publisher, Subscriber};
 use weir_tests::*;
 
 /// Records in the collector's `topic` (partition 0), from its topic listing.
@@ -498,4 +498,168 @@ fn the_sink_publishes_every_record_to_its_topic_template() {
         seen.insert(i, ());
     }
     assert_eq!(seen.len(), n + 10, "every record published");
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a certificate and key signed by it for `name` with `ext`.
+fn issue(dir: &Path, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+#[test]
+fn messages_arrive_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weir-test-ca",
+        ],
+    );
+    issue(
+        &pki,
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    issue(&pki, "client", "extendedKeyUsage=clientAuth\n");
+    let p = |f: &str| pki.join(f).display().to_string();
+    let broker = Mosquitto::start(
+        &dir.path().join("broker"),
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+    );
+    let out = dir.path().join("out.jsonl");
+    let cfg = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+  plant:
+    type: mqtt
+    url: mqtts://127.0.0.1:{}
+    topics: [{{ filter: "secure/+device", qos: 1 }}]
+    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}
+    initial_backoff: 50ms
+"#,
+            broker.port,
+            p("ca.pem"),
+            p("client.pem"),
+            p("client.key")
+        ),
+        &format!(
+            "\n  out:\n    type: file\n    inputs: [plant]\n    path: {}\n",
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&cfg, &dir.path().join("agent"));
+    let publish = || {
+        let status = std::process::Command::new(tool("mosquitto_pub"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                "secure/d1",
+            ])
+            .args([
+                "--cafile",
+                &p("ca.pem"),
+                "--cert",
+                &p("client.pem"),
+                "--key",
+                &p("client.key"),
+            ])
+            .args(["-m", r#"{"n":7}"#])
+            .status()
+            .expect("mosquitto_pub");
+        assert!(status.success(), "mosquitto_pub over TLS failed");
+    };
+    // Publish until the source (subscribing over TLS) has one.
+    let got = wait_for(Duration::from_secs(15), || {
+        publish();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = std::fs::read_to_string(&out).ok()?;
+        t.lines().next().map(str::to_owned)
+    });
+    let line = got.unwrap_or_else(|| {
+        panic!(
+            "nothing arrived over TLS:\n{}\nbroker:\n{}",
+            agent.proc.log_text(),
+            broker.proc.log_text()
+        )
+    });
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["n"], 7);
+    assert_eq!(v["fields"]["device"], "d1");
 }
