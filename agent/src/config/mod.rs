@@ -11,61 +11,20 @@
 //! ```
 
 pub mod env;
-pub mod locate;
+/// Key positions in YAML, shared with the collector's validation.
+pub use weir_core::locate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
+use weir_core::problems::plain_words;
 use weir_plugins::registry::{self, Kind};
 use weir_plugins::{SinkConfig, SourceConfig, TransformConfig, ERRORS_OUTPUT};
 
 use crate::channel::ChannelConfig;
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    /// 1-based line and column, when known.
-    pub pos: Option<(usize, usize)>,
-    /// Key path, e.g. `sinks.central.batch.max_events`; empty for the document.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some((l, c)) = self.pos {
-            write!(f, ":{l}:{c}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// All problems of a config, in file order.
-#[derive(Debug, Clone)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.0 {
-            writeln!(f, "{p}")?;
-        }
-        write!(
-            f,
-            "{} problem{} found",
-            self.0.len(),
-            if self.0.len() == 1 { "" } else { "s" }
-        )
-    }
-}
-
-impl std::error::Error for Problems {}
+pub use weir_core::problems::{Problem, Problems};
 
 /// A source of the pipeline.
 #[derive(Debug)]
@@ -150,6 +109,22 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Adds a component's value problem, located at its key when the
+    /// message starts with one (`poll_interval: too short`).
+    fn add_problem(&mut self, at: &str, problem: &str) {
+        match problem.split_once(": ") {
+            Some((key, rest))
+                if !key.is_empty()
+                    && key.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b)
+                    }) =>
+            {
+                self.add(&format!("{at}.{key}"), rest)
+            }
+            _ => self.add(at, problem),
+        }
+    }
+
     fn add(&mut self, path: &str, message: impl Into<String>) {
         let pos = locate::find(&self.index, path);
         self.problems.push(Problem {
@@ -181,7 +156,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                 file: file.to_path_buf(),
                 pos,
                 path: String::new(),
-                message: format!("invalid YAML: {e}"),
+                message: format!("invalid YAML: {}", plain_words(&e.to_string())),
             }]));
         }
     };
@@ -231,7 +206,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &format!("sources.{id}"), body, &source_kinds, &[])
         {
             for p in config.problems() {
-                c.add(&format!("sources.{id}"), p);
+                c.add_problem(&format!("sources.{id}"), &p);
             }
             sources.push(SourceSpec {
                 id: id.clone(),
@@ -250,7 +225,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &at, body, &transform_kinds, &["inputs"])
         {
             for p in config.problems() {
-                c.add(&at, p);
+                c.add_problem(&at, &p);
             }
             transforms.push(TransformSpec {
                 id: id.clone(),
@@ -270,7 +245,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             Some(v) => match serde_path_to_error::deserialize::<_, ChannelConfig>(v.clone()) {
                 Ok(ch) => {
                     for p in ch.problems() {
-                        c.add(&format!("{at}.channel"), p);
+                        c.add_problem(&format!("{at}.channel"), &p);
                     }
                     Some(ch)
                 }
@@ -281,7 +256,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                     } else {
                         format!("{at}.channel.{sub}")
                     };
-                    c.add(&path, e.into_inner().to_string());
+                    c.add(&path, plain_words(&e.into_inner().to_string()));
                     None
                 }
             },
@@ -290,7 +265,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &at, body, &sink_kinds, &["inputs", "channel"])
         {
             for p in config.problems() {
-                c.add(&at, p);
+                c.add_problem(&at, &p);
             }
             if let Some(channel) = channel {
                 sinks.push(SinkSpec {
@@ -427,7 +402,30 @@ fn inputs_at(c: &mut Checker, at: &str, body: &Mapping) -> Vec<String> {
 }
 
 /// Looks up the `type`, strips wiring keys and parses the rest with the component's config.
-fn component<T: ?Sized>(
+/// Value problems of any kind of component config.
+trait ValueProblems {
+    fn problems_of(&self) -> Vec<String>;
+}
+
+impl ValueProblems for dyn SourceConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+impl ValueProblems for dyn SinkConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+impl ValueProblems for dyn TransformConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+fn component<T: ?Sized + ValueProblems>(
     c: &mut Checker,
     at: &str,
     body: &Mapping,
@@ -464,17 +462,26 @@ fn component<T: ?Sized>(
     for w in wiring {
         rest.remove(*w);
     }
-    match (kind.parse)(Value::Mapping(rest)) {
-        Ok(cfg) => Some((type_name, cfg)),
-        Err(e) => {
-            let path = if e.path.is_empty() {
-                at.to_owned()
-            } else {
-                format!("{at}.{}", e.path)
-            };
-            c.add(&path, e.message);
+    let parsed = (kind.parse)(Value::Mapping(rest));
+    for e in &parsed.errors {
+        let path = if e.path.is_empty() {
+            at.to_owned()
+        } else {
+            format!("{at}.{}", e.path)
+        };
+        c.add(&path, e.message.clone());
+    }
+    match parsed.config {
+        Some(cfg) if parsed.errors.is_empty() => Some((type_name, cfg)),
+        Some(cfg) => {
+            // The keys that parsed may have problems of their own: report
+            // them in the same round.
+            for p in cfg.problems_of() {
+                c.add_problem(at, &p);
+            }
             None
         }
+        None => None,
     }
 }
 

@@ -115,7 +115,7 @@ fn value_problems_of_components_and_channels_are_reported() {
     let got = problems(text);
     assert!(
         got.iter()
-            .any(|p| p.contains("sources.a: include: at least one glob")),
+            .any(|p| p.contains("p.yaml:2:20: sources.a.include: at least one glob")),
         "{got:#?}"
     );
     assert!(got.iter().any(|p| p.contains("url:")), "{got:#?}");
@@ -125,6 +125,45 @@ fn value_problems_of_components_and_channels_are_reported() {
             .any(|p| p.contains("sinks.s.channel: max_bytes 10B is below")),
         "{got:#?}"
     );
+}
+
+#[test]
+fn every_problem_in_one_component_is_reported_at_once_in_plain_words() {
+    let text = "sources:\n  a:\n    type: file\n    include: [\"/a\"]\n    poll_interval: 1ns\n    read_bytes: lots\n    max_line_bytes: 10\n    colour: blue\nsinks:\n  s: { type: stdout, inputs: [a], channel: { fsync_interval: 0s } }\n";
+    let got = problems(text);
+    // Two parse problems (a wrong size and an unknown key) in the same component…
+    assert!(
+        got.iter()
+            .any(|p| p.contains("p.yaml:6:5: sources.a.read_bytes:") && p.contains("byte size")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.contains("sources.a.colour") && p.contains("unknown field")),
+        "{got:#?}"
+    );
+    // …and the absurd durations, each at its key.
+    assert!(
+        got.iter()
+            .any(|p| p.contains("p.yaml:5:5: sources.a.poll_interval: 1ns is too short")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.contains("sources.a.max_line_bytes: must be at least")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.contains("sinks.s.channel.fsync_interval: 0s is too short")),
+        "{got:#?}"
+    );
+    for p in &got {
+        assert!(
+            !p.contains("usize") && !p.contains("u64") && !p.contains("enum"),
+            "Rust words leak: {p}"
+        );
+    }
 }
 
 #[test]

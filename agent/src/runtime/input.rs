@@ -23,16 +23,9 @@ impl SinkInput for ChannelInput {
     ) -> BoxFuture<'_, Option<Vec<Record>>> {
         Box::pin(async move {
             let mut shutdown = self.shutdown.clone();
-            let batch = self
-                .channel
-                .next_batch(max_events, max_bytes, wait, &mut shutdown)
-                .await?;
-            Some(
-                batch
-                    .iter()
-                    .map(|(id, e)| Record::from_event(*id, e))
-                    .collect(),
-            )
+            self.channel
+                .next_records(max_events, max_bytes, wait, &mut shutdown)
+                .await
         })
     }
 
@@ -53,7 +46,7 @@ impl SinkInput for ChannelInput {
 /// Fsyncs a disk channel every `every` (its `fsync: interval` policy) until `stop`.
 pub fn spawn_interval_sync(ch: Channel, every: Duration, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
         loop {
             let stopping = tokio::select! {
                 _ = tick.tick() => false,

@@ -17,6 +17,7 @@ mod sink;
 mod source;
 mod transform;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +51,12 @@ pub struct SourceContext {
     pub state: StateStore,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Registry,
+    /// For each of this source's ordered streams (names start with
+    /// `<source id>/`), the position every durable holder downstream already
+    /// has — the minimum across them, 0 when one lacks the stream. A source
+    /// resumes from here when it is past its own checkpoint, or when its
+    /// checkpoints were lost with a damaged state database.
+    pub held: HashMap<String, u64>,
 }
 
 /// What a sink is given to run.
