@@ -176,19 +176,60 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
             crate::sources::mqtt::MqttSourceConfig,
             "url: mqtt://127.0.0.1:1883\ntopics: [{ filter: \"sensors/+device/+metric\", qos: 2 }]"
         ),
+        #[cfg(feature = "source-serial")]
+        source_kind!(
+            "serial",
+            crate::sources::serial::SerialSourceConfig,
+            "path: /dev/ttyUSB0\nbaud: 9600\nframing: lines\nparser: nmea"
+        ),
+        #[cfg(feature = "source-modbus")]
+        source_kind!(
+            "modbus",
+            crate::sources::modbus::ModbusSourceConfig,
+            "url: tcp://127.0.0.1:502\ninterval: 5s\nreads:\n  - { unit: 1, kind: holding, address: 100, type: f32, word_order: big, name: flow, scale: 0.1 }"
+        ),
     ]
+}
+
+macro_rules! transform_kind {
+    ($name:literal, $cfg:ty, $example:expr) => {
+        Kind::<dyn TransformConfig> {
+            name: $name,
+            parse: |v| parse::<$cfg>(v).map(|c| c as Box<dyn TransformConfig>),
+            example: $example,
+        }
+    };
 }
 
 /// Every compiled-in transform type.
 pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
-    vec![Kind::<dyn TransformConfig> {
-        name: "add_fields",
-        parse: |v| {
-            parse::<crate::transforms::add_fields::AddFieldsConfig>(v)
-                .map(|c| c as Box<dyn TransformConfig>)
-        },
-        example: "fields: { env: prod, site: 7 }",
-    }]
+    use crate::transforms::*;
+    vec![
+        transform_kind!(
+            "add_fields",
+            add_fields::AddFieldsConfig,
+            "fields: { env: prod, site: 7 }"
+        ),
+        #[cfg(feature = "transform-script")]
+        transform_kind!(
+            "script",
+            script::ScriptConfig,
+            "source: |\n  event.n = to_int(event.n, 0) + 1;\n  event"
+        ),
+        #[cfg(feature = "transform-script")]
+        transform_kind!(
+            "route",
+            route::RouteConfig,
+            "routes: { hot: \"event.temp > 80.0\", cold: \"event.temp < -20.0\" }"
+        ),
+        transform_kind!("sample", sample::SampleConfig, "rate: 10"),
+        transform_kind!(
+            "throttle",
+            throttle::ThrottleConfig,
+            "rate: 100\nkey_fields: [device]"
+        ),
+        transform_kind!("dedupe", dedupe::DedupeConfig, "fields: [id]\nttl: 10m"),
+    ]
 }
 
 /// Every compiled-in sink type.
@@ -245,6 +286,12 @@ mod tests {
                 "transform {}: {:?}",
                 k.name,
                 cfg.problems()
+            );
+            assert!(
+                cfg.text_problems("t").is_empty(),
+                "transform {}: {:?}",
+                k.name,
+                cfg.text_problems("t")
             );
         }
         for k in sinks() {

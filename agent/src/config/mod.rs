@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::{Mapping, Value};
 use weir_core::problems::plain_words;
 use weir_plugins::registry::{self, Kind};
-use weir_plugins::{SinkConfig, SourceConfig, TransformConfig, ERRORS_OUTPUT};
+use weir_plugins::{SinkConfig, SourceConfig, TextProblem, TransformConfig, ERRORS_OUTPUT};
 
 use crate::channel::ChannelConfig;
 
@@ -104,7 +104,10 @@ pub fn load(file: &Path) -> Result<Pipeline, Problems> {
 
 struct Checker<'a> {
     file: &'a Path,
+    text: &'a str,
     index: HashMap<String, locate::Pos>,
+    /// Scalar values by path, built on the first problem inside one.
+    scalars: Option<HashMap<String, locate::Scalar>>,
     problems: Vec<Problem>,
 }
 
@@ -132,6 +135,34 @@ impl Checker<'_> {
             pos,
             path: path.to_owned(),
             message: message.into(),
+        });
+    }
+
+    /// A problem inside the text value `key` of component `at` (a script):
+    /// at its own file's line and column when it came from a file, else at
+    /// the pipeline file's position of that line and column.
+    fn add_text(&mut self, at: &str, p: TextProblem) {
+        let path = format!("{at}.{}", p.key);
+        if let Some(file) = p.file {
+            self.problems.push(Problem {
+                file,
+                pos: Some((p.line, p.column)),
+                path,
+                message: p.message,
+            });
+            return;
+        }
+        let text = self.text;
+        let scalars = self.scalars.get_or_insert_with(|| locate::scalars(text));
+        let pos = scalars
+            .get(&path)
+            .and_then(|v| locate::inside(text, v, p.line, p.column))
+            .or_else(|| locate::find(&self.index, &path));
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            pos,
+            path,
+            message: p.message,
         });
     }
 }
@@ -162,7 +193,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     };
     let mut c = Checker {
         file,
+        text,
         index: locate::index(text),
+        scalars: None,
         problems: Vec::new(),
     };
     let Value::Mapping(top) = doc else {
@@ -227,6 +260,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             for p in config.problems() {
                 c.add_problem(&at, &p);
             }
+            for p in config.text_problems(id) {
+                c.add_text(&at, p);
+            }
             transforms.push(TransformSpec {
                 id: id.clone(),
                 type_name,
@@ -280,6 +316,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     }
     // Wiring: every input names a source or transform, and one of its outputs.
     let outputs = declared_outputs(&sources, &transforms);
+    let no_default: HashSet<&str> = transforms
+        .iter()
+        .filter(|t| !t.config.default_output())
+        .map(|t| t.id.as_str())
+        .collect();
     for (kind_of, map) in [("sinks", &sinks_map), ("transforms", &transforms_map)] {
         for (id, body) in map {
             if let Some(Value::Sequence(items)) = body.get("inputs") {
@@ -288,6 +329,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                     let at = format!("{kind_of}.{id}.inputs[{i}]");
                     let (node, output) = split_input(name);
                     match ids.get(node) {
+                        Some(&"transforms") if output.is_none() && no_default.contains(node) => {
+                            let known = outputs.get(node).map(|o| o.join(", ")).unwrap_or_default();
+                            c.add(&at, format!("`{node}` has no default output; name one of its outputs as `{node}.<output>`: {known}"));
+                        }
                         Some(&"sources") | Some(&"transforms") => {
                             if let (Some(o), Some(known)) = (output, outputs.get(node)) {
                                 if !known.iter().any(|k| k == o) {

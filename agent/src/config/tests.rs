@@ -175,3 +175,34 @@ fn transform_cycles_are_reported() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn script_compile_errors_point_at_the_pipeline_line_and_column() {
+    let text = "sources:\n  a: { type: file, include: [\"/a\"] }\ntransforms:\n  parse:\n    type: script\n    inputs: [a]\n    source: |\n      let f = parse_key_value(event.message);\n      event.x = f.a +* 2;\n      event\n  alerts:\n    type: route\n    inputs: [parse]\n    routes: { hot: \"event.t >> \" }\nsinks:\n  s: { type: stdout, inputs: [alerts.hot] }\n";
+    let got = problems(text);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    // Script line 2, column 16 (`*`) is line 9, column 22 of the file.
+    assert!(
+        got[0].starts_with("p.yaml:9:22: transforms.parse.source: the script does not compile:"),
+        "{got:#?}"
+    );
+    assert!(got[0].contains("(script line 2, column 16)"), "{got:#?}");
+    // Column 12 of the condition is just past its end: the closing quote.
+    assert!(
+        got[1].starts_with(
+            "p.yaml:14:32: transforms.alerts.routes.hot: the condition does not compile"
+        ),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn reading_a_router_without_naming_an_output_is_an_error() {
+    let text = "sources:\n  a: { type: file, include: [\"/a\"] }\ntransforms:\n  r: { type: route, inputs: [a], routes: { hot: \"event.t > 1\" } }\nsinks:\n  s: { type: stdout, inputs: [r] }\n  u: { type: stdout, inputs: [r._unmatched, r.hot, r.errors] }\n";
+    let got = problems(text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].contains("sinks.s.inputs[0]: `r` has no default output; name one of its outputs as `r.<output>`: hot, _unmatched, errors"),
+        "{got:#?}"
+    );
+}
