@@ -232,14 +232,13 @@ fn debian_root() -> PathBuf {
 
 /// Runs `args` inside the chroot.
 fn chroot(root: &Path, args: &[&str]) -> Output {
-    let out = Command::new("chroot")
+    Command::new("chroot")
         .arg(root)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 fn chroot_ok(root: &Path, args: &[&str]) -> String {

@@ -110,7 +110,7 @@ pub fn watchdog_timeout_from_env() -> Option<Duration> {
         }
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    (usec > 0).then(|| Duration::from_micros(usec))
+    (usec > 0).then_some(Duration::from_micros(usec))
 }
 
 #[cfg(test)]
