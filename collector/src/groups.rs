@@ -47,6 +47,16 @@ impl Groups {
             .collect()
     }
 
+    /// Groups with committed offsets. Blocking.
+    pub fn list(&self) -> Vec<String> {
+        names_in(&self.dir, |p| p.is_dir(), "")
+    }
+
+    /// Topics in which `group` has committed offsets. Blocking.
+    pub fn topics(&self, group: &str) -> Vec<String> {
+        names_in(&self.dir.join(group), |p| p.is_file(), ".json")
+    }
+
     /// Commits offsets (merging with the partitions not named). Blocking.
     pub fn commit(&self, group: &str, topic: &str, offsets: &[GroupOffset]) -> io::Result<()> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -58,6 +68,29 @@ impl Groups {
         let bytes = serde_json::to_vec(&all).map_err(io::Error::other)?;
         write_atomic(&self.path(group, topic), &bytes)
     }
+}
+
+/// Names of the entries of `dir` that pass `keep`, with `suffix` removed
+/// (entries without it are skipped), sorted.
+fn names_in(
+    dir: &std::path::Path,
+    keep: impl Fn(&std::path::Path) -> bool,
+    suffix: &str,
+) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| keep(&e.path()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some(name.strip_suffix(suffix)?.to_owned())
+        })
+        .filter(|n| weir_core::protocol::valid_name(n))
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -107,5 +140,8 @@ mod tests {
             ]
         );
         assert!(g.offsets("other", "t").is_empty());
+        assert_eq!(g.list(), vec!["g1".to_owned()]);
+        assert_eq!(g.topics("g1"), vec!["t".to_owned()]);
+        assert!(g.topics("other").is_empty());
     }
 }

@@ -59,6 +59,9 @@ pub struct CollectorConfig {
     /// Bounds on connections, time, memory and the log's size.
     #[serde(default)]
     pub limits: Limits,
+    /// The Kafka wire-protocol listener (off unless `kafka.listen` is set).
+    #[serde(default)]
+    pub kafka: crate::kafka::KafkaConfig,
 }
 
 /// TLS on the listener.
@@ -249,6 +252,10 @@ impl CollectorConfig {
             durable_timeout: Duration::from_secs(30),
             max_wait: self.limits.max_wait,
             max_fetch_bytes: self.limits.max_fetch_bytes.bytes() as usize,
+            membership: crate::service::MembershipLimits {
+                initial_delay: self.kafka.group_initial_delay,
+                ..Default::default()
+            },
         }
     }
 
@@ -266,7 +273,14 @@ impl CollectorConfig {
     /// Why this config may not listen where it says, if it may not: beyond
     /// loopback a collector needs TLS and principals, or `insecure: true`.
     pub fn exposure_problem(&self) -> Option<String> {
-        if self.insecure || self.listen.ip().is_loopback() {
+        let beyond = [Some(self.listen), self.kafka.listen]
+            .into_iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback());
+        let Some(addr) = beyond else {
+            return None;
+        };
+        if self.insecure {
             return None;
         }
         let mut missing = Vec::new();
@@ -281,7 +295,7 @@ impl CollectorConfig {
         }
         Some(format!(
             "refusing to listen on {} beyond loopback: {}. Configure `tls` and `principals` (docs/operations.md), or pass --insecure (`insecure: true`) to accept the risk",
-            self.listen,
+            addr,
             missing.join("; and ")
         ))
     }
@@ -336,6 +350,13 @@ mod tests {
             None,
             "loopback stays open for the demo"
         );
+        c.kafka.listen = Some("0.0.0.0:9092".parse().unwrap());
+        let why = c.exposure_problem().unwrap();
+        assert!(
+            why.contains("0.0.0.0:9092"),
+            "the Kafka listener counts too: {why}"
+        );
+        c.kafka.listen = None;
         c.listen = "[::]:7400".parse().unwrap();
         c.principals.push(PrincipalConfig::default());
         let why = c.exposure_problem().unwrap();

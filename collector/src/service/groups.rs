@@ -51,4 +51,20 @@ impl Service {
         let (group, topic) = (group.to_owned(), topic.to_owned());
         blocking(move || groups.offsets(&group, &topic)).await
     }
+
+    /// Topics in which a group has committed offsets that `who` may read.
+    pub async fn group_topics(
+        &self,
+        who: &Principal,
+        group: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        Self::authorize(who, Operation::Group, group)?;
+        let groups = Arc::clone(&self.groups);
+        let g = group.to_owned();
+        let topics = blocking(move || groups.topics(&g)).await?;
+        Ok(topics
+            .into_iter()
+            .filter(|t| who.may(Operation::Consume, t))
+            .collect())
+    }
 }

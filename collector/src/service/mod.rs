@@ -13,6 +13,7 @@
 //! front-end simply awaits them.
 
 mod groups;
+pub mod membership;
 mod produce;
 pub mod producers;
 mod read;
@@ -30,6 +31,7 @@ use crate::auth::{Operation, Principal};
 use crate::groups::Groups;
 use crate::log::Store;
 
+pub use membership::{GroupError, MembershipLimits};
 pub use produce::{Acks, BatchAck, PartitionBatch, ProduceRequest, ProduceResult};
 pub use read::{FetchRequest, FetchResponse, OffsetSpec};
 
@@ -48,6 +50,8 @@ pub struct ServiceLimits {
     pub max_wait: Duration,
     /// Largest fetch answer asked for.
     pub max_fetch_bytes: usize,
+    /// Bounds of consumer-group membership (the Kafka group protocol).
+    pub membership: MembershipLimits,
 }
 
 impl Default for ServiceLimits {
@@ -59,6 +63,7 @@ impl Default for ServiceLimits {
             durable_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(30),
             max_fetch_bytes: 16 << 20,
+            membership: MembershipLimits::default(),
         }
     }
 }
@@ -227,6 +232,7 @@ pub struct Service {
     store: Arc<Store>,
     groups: Arc<Groups>,
     producers: producers::Registry,
+    membership: membership::Membership,
     limits: ServiceLimits,
     /// Serialises topic creation: the count against `max_topics` and the
     /// directory and metadata writes of two first writes to the same new
@@ -251,6 +257,7 @@ impl Service {
             store,
             groups,
             producers,
+            membership: membership::Membership::new(limits.membership.clone()),
             limits,
             create_lock: Mutex::new(()),
             counters: Counters::new(metrics),
@@ -261,6 +268,11 @@ impl Service {
     /// The limits in force.
     pub fn limits(&self) -> &ServiceLimits {
         &self.limits
+    }
+
+    /// Whether the collector is shutting down (long waits end).
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
     }
 
     /// The store (for shutdown sync and retention).
