@@ -227,3 +227,55 @@ async fn create_one(
         Err(e) => (errors::of(&e), Some(e.to_string()), None),
     }
 }
+
+/// DescribeConfigs: a topic's settings as Kafka names them (all read-only,
+/// set for the whole collector); a broker has none to show.
+pub async fn describe_configs(b: &Broker, sess: &Session, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
+    const TOPIC: i8 = 2;
+    let store = b.service.store().config();
+    let ms = |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_millis() as i64).to_string();
+    let settings = [
+        ("cleanup.policy", "delete".to_owned()),
+        ("retention.ms", ms(store.retention)),
+        ("retention.bytes", store.retention_bytes.map_or(-1, |b| b as i64).to_string()),
+        ("segment.bytes", store.segment_bytes.to_string()),
+        ("message.timestamp.type", "CreateTime".to_owned()),
+        ("max.message.bytes", b.max_request_bytes.to_string()),
+        ("min.insync.replicas", "1".to_owned()),
+    ];
+    let mut results = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let mut out = DescribeConfigsResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        if r.resource_type == TOPIC {
+            if let Err(e) = b.service.describe_topic(&sess.principal, r.resource_name.as_str()).await {
+                results.push(out.with_error_code(errors::of(&e)).with_error_message(Some(s(e.to_string()))));
+                continue;
+            }
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            out = out.with_configs(
+                settings
+                    .iter()
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(n, v)| {
+                        DescribeConfigsResourceResult::default()
+                            .with_name(s(*n))
+                            .with_value(Some(s(v.clone())))
+                            .with_read_only(true)
+                            .with_config_source(4)
+                    })
+                    .collect(),
+            );
+        }
+        results.push(out);
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}

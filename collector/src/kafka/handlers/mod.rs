@@ -88,6 +88,10 @@ pub async fn handle(b: &Broker, sess: &mut Session, mut frame: Bytes) -> Outcome
             let r = metadata::create_topics(b, sess, decode!(CreateTopicsRequest), v).await;
             respond(key, v, corr, &r)
         }
+        ApiKey::DescribeConfigs => {
+            let r = metadata::describe_configs(b, sess, decode!(DescribeConfigsRequest)).await;
+            respond(key, v, corr, &r)
+        }
         ApiKey::Produce => match produce::produce(b, sess, decode!(ProduceRequest), v).await {
             produce::Produced::Answer(r) => respond(key, v, corr, &r),
             produce::Produced::Silent => Outcome::Silent,
