@@ -43,14 +43,28 @@ fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
     let log = logs.join("app.log");
     append_lines(&log, (0..100).map(line));
     assert!(
-        wait_for(Duration::from_secs(30), || end_offset(&k, "tail").filter(|e| *e >= 100)).is_some(),
+        wait_for(Duration::from_secs(30), || end_offset(&k, "tail")
+            .filter(|e| *e >= 100))
+        .is_some(),
         "the agent's first lines arrive"
     );
     // Both Kafka consumers read through the kills, reconnecting by themselves.
     let kcat_out = dir.path().join("kcat.out");
     let total = TOTAL.to_string();
     let mut kcat = Command::new(need("kcat"))
-        .args(["-b", &k.bootstrap(), "-C", "-t", "tail", "-o", "beginning", "-c", &total, "-f", "%o %s\n"])
+        .args([
+            "-b",
+            &k.bootstrap(),
+            "-C",
+            "-t",
+            "tail",
+            "-o",
+            "beginning",
+            "-c",
+            &total,
+            "-f",
+            "%o %s\n",
+        ])
         .args(["-X", "reconnect.backoff.max.ms=200"])
         .stdout(std::fs::File::create(&kcat_out).unwrap())
         .stderr(Stdio::null())
@@ -79,7 +93,10 @@ fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
     });
     let _ = kcat.kill();
     let _ = confluent.kill();
-    assert!(finished.is_some(), "both consumers read {TOTAL} records within 120s");
+    assert!(
+        finished.is_some(),
+        "both consumers read {TOTAL} records within 120s"
+    );
     // kcat: offsets 0.. and lines 0.., each once, in order.
     let text = std::fs::read_to_string(&kcat_out).unwrap();
     let got: Vec<String> = text
@@ -94,7 +111,10 @@ fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
         .collect();
     assert_exactly_once_in_order(&got, TOTAL);
     // confluent-kafka: the same, and the agent's headers and JSON values as they are.
-    let recs: Vec<Value> = events(&confluent_out).into_iter().filter(|e| e["ev"] == "rec").collect();
+    let recs: Vec<Value> = events(&confluent_out)
+        .into_iter()
+        .filter(|e| e["ev"] == "rec")
+        .collect();
     let got: Vec<String> = recs
         .iter()
         .map(|r| {
@@ -104,7 +124,9 @@ fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
         .collect();
     assert_exactly_once_in_order(&got, TOTAL);
     assert_eq!(recs[0]["h"]["weir.source"], "app", "{:?}", recs[0]);
-    assert!(recs[0]["h"]["weir.host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(recs[0]["h"]["weir.host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
 }
 
 #[test]
@@ -117,14 +139,29 @@ fn quixstreams_windows_an_agent_fed_topic_back_into_the_collector() {
     let cfg = pipeline(dir.path(), &logs, &k.url(), "agent-logs");
     let _agent = Agent::start(&cfg, &dir.path().join("agent"));
     append_lines(&logs.join("app.log"), (0..LINES).map(line));
-    assert!(wait_for(Duration::from_secs(30), || end_offset(&k, "agent-logs").filter(|e| *e >= LINES as u64)).is_some());
+    assert!(
+        wait_for(Duration::from_secs(30), || end_offset(&k, "agent-logs")
+            .filter(|e| *e >= LINES as u64))
+        .is_some()
+    );
 
     let out = dir.path().join("quix.out");
     let n = LINES.to_string();
     let state = dir.path().join("quix-state");
     let mut app = Command::new(python())
         .arg(clients_dir().join("quix_window.py"))
-        .args(["--bootstrap", &k.bootstrap(), "--input", "agent-logs", "--output", "windows", "--n", &n, "--limit", "25"])
+        .args([
+            "--bootstrap",
+            &k.bootstrap(),
+            "--input",
+            "agent-logs",
+            "--output",
+            "windows",
+            "--n",
+            &n,
+            "--limit",
+            "25",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .current_dir(clients_dir())
@@ -135,12 +172,18 @@ fn quixstreams_windows_an_agent_fed_topic_back_into_the_collector() {
     let status = wait_for(Duration::from_secs(90), || app.try_wait().ok().flatten());
     let _ = app.kill();
     let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
-    assert!(status.is_some_and(|s| s.success()), "quixstreams app failed: {err}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "quixstreams app failed: {err}"
+    );
 
     // A Weir consumer reads the aggregates: the last count of each window
     // adds up to every input line.
     let windows = consume_all(&k.url(), "windows");
-    assert!(!windows.is_empty(), "the application wrote its windows: {err}");
+    assert!(
+        !windows.is_empty(),
+        "the application wrote its windows: {err}"
+    );
     let mut last: BTreeMap<i64, i64> = BTreeMap::new();
     for w in &windows {
         let v = &w["value"];
@@ -148,5 +191,9 @@ fn quixstreams_windows_an_agent_fed_topic_back_into_the_collector() {
         assert_eq!(v["end"].as_i64().unwrap() - start, 1000, "1 s windows");
         last.insert(start, v["value"].as_i64().expect("count"));
     }
-    assert_eq!(last.values().sum::<i64>(), LINES as i64, "every line counted once: {last:?}");
+    assert_eq!(
+        last.values().sum::<i64>(),
+        LINES as i64,
+        "every line counted once: {last:?}"
+    );
 }

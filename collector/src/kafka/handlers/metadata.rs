@@ -230,7 +230,11 @@ async fn create_one(
 
 /// DescribeConfigs: a topic's settings as Kafka names them (all read-only,
 /// set for the whole collector); a broker has none to show.
-pub async fn describe_configs(b: &Broker, sess: &Session, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn describe_configs(
+    b: &Broker,
+    sess: &Session,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     use kafka_protocol::messages::describe_configs_response::{
         DescribeConfigsResourceResult, DescribeConfigsResult,
     };
@@ -240,7 +244,10 @@ pub async fn describe_configs(b: &Broker, sess: &Session, req: DescribeConfigsRe
     let settings = [
         ("cleanup.policy", "delete".to_owned()),
         ("retention.ms", ms(store.retention)),
-        ("retention.bytes", store.retention_bytes.map_or(-1, |b| b as i64).to_string()),
+        (
+            "retention.bytes",
+            store.retention_bytes.map_or(-1, |b| b as i64).to_string(),
+        ),
         ("segment.bytes", store.segment_bytes.to_string()),
         ("message.timestamp.type", "CreateTime".to_owned()),
         ("max.message.bytes", b.max_request_bytes.to_string()),
@@ -252,8 +259,15 @@ pub async fn describe_configs(b: &Broker, sess: &Session, req: DescribeConfigsRe
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         if r.resource_type == TOPIC {
-            if let Err(e) = b.service.describe_topic(&sess.principal, r.resource_name.as_str()).await {
-                results.push(out.with_error_code(errors::of(&e)).with_error_message(Some(s(e.to_string()))));
+            if let Err(e) = b
+                .service
+                .describe_topic(&sess.principal, r.resource_name.as_str())
+                .await
+            {
+                results.push(
+                    out.with_error_code(errors::of(&e))
+                        .with_error_message(Some(s(e.to_string()))),
+                );
                 continue;
             }
             let wanted = |name: &str| {
