@@ -277,9 +277,7 @@ impl CollectorConfig {
             .into_iter()
             .flatten()
             .find(|a| !a.ip().is_loopback());
-        let Some(addr) = beyond else {
-            return None;
-        };
+        let addr = beyond?;
         if self.insecure {
             return None;
         }

@@ -158,7 +158,8 @@ async fn commits_need_the_current_generation_except_in_an_empty_group() {
         .await
         .unwrap();
     assert_eq!(s.check_commit("g", j.generation, &j.member_id), Ok(()));
-    s.leave_group(&who, "g", &[j.member_id.clone()]).unwrap();
+    s.leave_group(&who, "g", std::slice::from_ref(&j.member_id))
+        .unwrap();
     assert_eq!(s.check_commit("g", -1, ""), Ok(()));
 }
 
