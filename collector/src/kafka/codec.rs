@@ -5,12 +5,13 @@
 //! The length is checked against the limit *before* anything is allocated
 //! for the frame, and the frame's bytes are reserved from the collector's
 //! memory budget first, so a client announcing a huge request costs nothing.
-//! Every decoder here returns an error for any malformed input, never
-//! panics (property tests in `tests.rs`).
+//! Every decoder returns an error for any malformed input, never panics,
+//! and allocates in proportion to the frame (property tests in
+//! `protocol/tests.rs`).
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::Bytes;
+
+use super::protocol::{self, ApiKey, Message, Reader, RequestHeader, WireError};
 
 /// Why a frame could not be read or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -59,32 +60,27 @@ pub fn check_len(len: i32, limit: usize) -> Result<usize, FrameError> {
 }
 
 /// Decodes the request header (its version follows from the API and its
-/// version) and leaves `frame` at the start of the body.
-pub fn header(frame: &mut Bytes, key: ApiKey, version: i16) -> Result<RequestHeader, FrameError> {
-    RequestHeader::decode(frame, key.request_header_version(version))
-        .map_err(|e| FrameError::Header(e.to_string()))
+/// version) and returns a reader at the start of the body.
+pub fn header(
+    frame: Bytes,
+    key: ApiKey,
+    version: i16,
+) -> Result<(RequestHeader, Reader), FrameError> {
+    protocol::read_header(frame, key, version).map_err(|e| FrameError::Header(e.to_string()))
 }
 
 /// Decodes a request body of type `R` at `version`.
-pub fn body<R: Decodable>(frame: &mut Bytes, version: i16) -> Result<R, String> {
-    R::decode(frame, version).map_err(|e| format!("{e:#}"))
+pub fn body<R: Message>(r: &mut Reader, version: i16) -> Result<R, WireError> {
+    protocol::read_body(r, version)
 }
 
 /// Encodes a whole response frame: length, header, body.
-pub fn response<R: Encodable>(
+pub fn response<R: Message>(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
-    body: &R,
+    body: &mut R,
 ) -> Result<Bytes, String> {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let hv = key.response_header_version(version);
-    let size = header.compute_size(hv).map_err(|e| e.to_string())?
-        + body.compute_size(version).map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(size as i32);
-    header.encode(&mut buf, hv).map_err(|e| e.to_string())?;
-    body.encode(&mut buf, version)
-        .map_err(|e| format!("{key:?} v{version}: {e}"))?;
-    Ok(buf.freeze())
+    protocol::response_frame(key, version, correlation_id, body)
+        .map_err(|e| format!("{key:?} v{version}: {e}"))
 }

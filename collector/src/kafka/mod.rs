@@ -9,6 +9,8 @@
 //! - `connection.rs`: one request at a time per connection (as a Kafka
 //!   broker does), read and write deadlines, authentication state.
 //! - `codec.rs`: framing, with the size checked before anything is allocated.
+//! - `protocol/`: the request and response messages, our own codec with
+//!   every count bounded by the frame.
 //! - `versions.rs`: the APIs and versions advertised, and ApiVersions.
 //! - `handlers/`: one module per API group, each decoding, calling the
 //!   service and encoding; `sasl.rs`: SASL/PLAIN onto the collector's principals.
@@ -21,6 +23,7 @@ pub mod connection;
 mod errors;
 mod handlers;
 pub mod listener;
+pub mod protocol;
 mod sasl;
 mod versions;
 

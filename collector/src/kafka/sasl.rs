@@ -8,14 +8,12 @@
 //! which the collector's config does not hold.
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-};
-use kafka_protocol::protocol::StrBytes;
 use tracing::{info, warn};
 
 use super::connection::{Sasl, Session};
 use super::errors::code;
+use super::protocol::sasl_authenticate::{SaslAuthenticateRequest, SaslAuthenticateResponse};
+use super::protocol::sasl_handshake::{SaslHandshakeRequest, SaslHandshakeResponse};
 use super::Broker;
 use crate::auth::{Authenticator, Principal};
 
@@ -24,23 +22,22 @@ pub const PLAIN: &str = "PLAIN";
 
 /// SaslHandshake: picks the mechanism.
 pub fn handshake(sess: &mut Session, req: SaslHandshakeRequest, v: i16) -> SaslHandshakeResponse {
-    let mechanisms = vec![StrBytes::from_static_str(PLAIN)];
+    let answer = |error_code: i16| SaslHandshakeResponse {
+        error_code,
+        mechanisms: vec![PLAIN.to_owned()],
+    };
     if sess.sasl != Sasl::None {
-        return SaslHandshakeResponse::default()
-            .with_error_code(code::ILLEGAL_SASL_STATE)
-            .with_mechanisms(mechanisms);
+        return answer(code::ILLEGAL_SASL_STATE);
     }
-    if req.mechanism.as_str() != PLAIN {
-        return SaslHandshakeResponse::default()
-            .with_error_code(code::UNSUPPORTED_SASL_MECHANISM)
-            .with_mechanisms(mechanisms);
+    if req.mechanism != PLAIN {
+        return answer(code::UNSUPPORTED_SASL_MECHANISM);
     }
     sess.sasl = if v == 0 {
         Sasl::RawNext
     } else {
         Sasl::AuthenticateNext
     };
-    SaslHandshakeResponse::default().with_mechanisms(mechanisms)
+    answer(code::NONE)
 }
 
 /// Why PLAIN credentials were refused.
@@ -82,20 +79,22 @@ pub fn authenticate(
 ) -> (SaslAuthenticateResponse, bool) {
     if sess.sasl != Sasl::AuthenticateNext {
         return (
-            SaslAuthenticateResponse::default()
-                .with_error_code(code::ILLEGAL_SASL_STATE)
-                .with_error_message(Some(StrBytes::from_static_str("SaslHandshake first"))),
+            SaslAuthenticateResponse {
+                error_code: code::ILLEGAL_SASL_STATE,
+                error_message: Some("SaslHandshake first".into()),
+                ..Default::default()
+            },
             false,
         );
     }
     match finish(b, sess, &req.auth_bytes) {
         Ok(()) => (SaslAuthenticateResponse::default(), true),
         Err(e) => (
-            SaslAuthenticateResponse::default()
-                .with_error_code(code::SASL_AUTHENTICATION_FAILED)
-                .with_error_message(Some(StrBytes::from_string(format!(
-                    "authentication failed: {e}"
-                )))),
+            SaslAuthenticateResponse {
+                error_code: code::SASL_AUTHENTICATION_FAILED,
+                error_message: Some(format!("authentication failed: {e}")),
+                ..Default::default()
+            },
             false,
         ),
     }

@@ -1,8 +1,8 @@
 //! The APIs and versions the listener advertises, and ApiVersions.
 //!
-//! Each range is what the handlers implement completely. The lower bounds
-//! are the oldest versions the `kafka-protocol` crate decodes (Kafka 4.0
-//! dropped the same ones); the upper bounds stop before features the
+//! Each range is what the handlers and the codec in `protocol/` implement
+//! completely. The lower bounds are the oldest versions Kafka 4.0 still
+//! answers (KIP-896), below which no client we test goes; the upper bounds stop before features the
 //! collector does not have: Fetch 13+ and OffsetCommit 9+ name topics by
 //! id, ListOffsets 7+ asks for the max-timestamp offset, OffsetFetch 8+ and
 //! FindCoordinator batch groups (4 is supported), JoinGroup 8+ carries
@@ -10,8 +10,8 @@
 //! KIP-951 leader discovery. Clients pick the highest version both sides
 //! support, so every client since Kafka 0.11 finds a common one.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use super::protocol::api_versions::{ApiVersion, ApiVersionsResponse};
+use super::protocol::ApiKey;
 
 use super::errors::code;
 
@@ -55,19 +55,18 @@ pub fn supported(key: ApiKey, version: i16) -> bool {
 /// client asked with a version we do not have: it is then encoded as v0,
 /// which every client can read, and the client retries with one we list.
 pub fn api_versions(error: i16) -> ApiVersionsResponse {
-    ApiVersionsResponse::default()
-        .with_error_code(error)
-        .with_api_keys(
-            SUPPORTED
-                .iter()
-                .map(|(k, lo, hi)| {
-                    ApiVersion::default()
-                        .with_api_key(*k as i16)
-                        .with_min_version(*lo)
-                        .with_max_version(*hi)
-                })
-                .collect(),
-        )
+    ApiVersionsResponse {
+        error_code: error,
+        api_keys: SUPPORTED
+            .iter()
+            .map(|(k, lo, hi)| ApiVersion {
+                api_key: *k as i16,
+                min_version: *lo,
+                max_version: *hi,
+            })
+            .collect(),
+        throttle_time_ms: 0,
+    }
 }
 
 /// The version to answer an ApiVersions request of `version` with, and the error.

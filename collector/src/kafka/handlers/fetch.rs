@@ -10,16 +10,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
-use kafka_protocol::messages::*;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::connection::Session;
 use super::super::errors::{self, code};
+use super::super::protocol::fetch::{
+    FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use super::super::protocol::list_offsets::{
+    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
 use super::super::Broker;
 use crate::limits::{Class, Reservation};
 use crate::service::{FetchRequest as Req, OffsetSpec};
@@ -42,7 +43,10 @@ pub async fn fetch(b: &Broker, sess: &Session, req: FetchRequest, v: i16) -> Fet
     let mut reserved = Reservation::default();
     if v >= 7 && req.session_id != 0 {
         return Fetched {
-            response: FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND),
+            response: FetchResponse {
+                error_code: code::FETCH_SESSION_ID_NOT_FOUND,
+                ..Default::default()
+            },
             reserved,
         };
     }
@@ -54,7 +58,7 @@ pub async fn fetch(b: &Broker, sess: &Session, req: FetchRequest, v: i16) -> Fet
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(|p| Want {
-                topic: t.topic.0.as_str().to_owned(),
+                topic: t.topic.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(1) as usize,
@@ -70,8 +74,8 @@ pub async fn fetch(b: &Broker, sess: &Session, req: FetchRequest, v: i16) -> Fet
     };
     if slot.is_none() || !budget {
         // Busy: every partition answers "retry", and the client backs off.
-        let response = answer(&wants, |_| (code::REQUEST_TIMED_OUT, None, None), v)
-            .with_throttle_time_ms(1000);
+        let mut response = answer(&wants, |_| (code::REQUEST_TIMED_OUT, None, None));
+        response.throttle_time_ms = 1000;
         return Fetched { response, reserved };
     }
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(limits.max_wait);
@@ -94,15 +98,11 @@ pub async fn fetch(b: &Broker, sess: &Session, req: FetchRequest, v: i16) -> Fet
         got = read_all(b, sess, &wants, max_bytes).await;
     }
     let mut i = 0;
-    let response = answer(
-        &wants,
-        |_| {
-            let g = got[i].clone();
-            i += 1;
-            g
-        },
-        v,
-    );
+    let response = answer(&wants, |_| {
+        let g = got[i].clone();
+        i += 1;
+        g
+    });
     let bytes: usize = got
         .iter()
         .map(|g| g.1.as_ref().map_or(0, |r| r.len()))
@@ -192,36 +192,33 @@ async fn wait_any(b: &Broker, sess: &Session, wants: &[Want], got: &[Got], deadl
     set.abort_all();
 }
 
-fn answer(wants: &[Want], mut each: impl FnMut(usize) -> Got, v: i16) -> FetchResponse {
+fn answer(wants: &[Want], mut each: impl FnMut(usize) -> Got) -> FetchResponse {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (i, w) in wants.iter().enumerate() {
         let (error, records, bounds) = each(i);
         let (hw, start) = bounds.unwrap_or((-1, -1));
-        let mut p = PartitionData::default()
-            .with_partition_index(w.partition)
-            .with_error_code(error)
-            .with_high_watermark(hw)
-            .with_records(Some(records.unwrap_or_default()));
-        if v >= 4 {
-            p = p
-                .with_last_stable_offset(hw)
-                .with_aborted_transactions(Some(Vec::new()));
-        }
-        if v >= 5 {
-            p = p.with_log_start_offset(start);
-        }
+        let p = PartitionData {
+            partition_index: w.partition,
+            error_code: error,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: start,
+            aborted_transactions: Some(Vec::new()),
+            records: Some(records.unwrap_or_default()),
+            ..Default::default()
+        };
         match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == w.topic => t.partitions.push(p),
-            _ => topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
-                        w.topic.clone(),
-                    )))
-                    .with_partitions(vec![p]),
-            ),
+            Some(t) if t.topic == w.topic => t.partitions.push(p),
+            _ => topics.push(FetchableTopicResponse {
+                topic: w.topic.clone(),
+                partitions: vec![p],
+            }),
         }
     }
-    FetchResponse::default().with_responses(topics)
+    FetchResponse {
+        responses: topics,
+        ..Default::default()
+    }
 }
 
 /// ListOffsets: -2 earliest, -1 latest, otherwise the first offset at or
@@ -230,12 +227,11 @@ pub async fn list_offsets(
     b: &Broker,
     sess: &Session,
     req: ListOffsetsRequest,
-    v: i16,
 ) -> ListOffsetsResponse {
     let slot = b.gates.slot(Class::Other).await.ok();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let name = t.name.0.as_str().to_owned();
+        let name = t.name;
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let spec = match p.timestamp {
@@ -244,10 +240,13 @@ pub async fn list_offsets(
                 ts if ts >= 0 => Some(OffsetSpec::Time(ts)),
                 _ => None,
             };
-            let mut r = ListOffsetsPartitionResponse::default()
-                .with_partition_index(p.partition_index)
-                .with_timestamp(-1)
-                .with_offset(-1);
+            let mut r = ListOffsetsPartitionResponse {
+                partition_index: p.partition_index,
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: 0,
+                ..Default::default()
+            };
             let res = match (spec, &slot, p.partition_index) {
                 (None, _, _) => Err(code::INVALID_REQUEST),
                 (_, None, _) => Err(code::REQUEST_TIMED_OUT),
@@ -259,19 +258,18 @@ pub async fn list_offsets(
                     .map_err(|e| errors::of(&e)),
             };
             match res {
-                Ok(offset) => r = r.with_offset(offset),
-                Err(e) => r = r.with_error_code(e),
-            }
-            if v >= 4 {
-                r = r.with_leader_epoch(0);
+                Ok(offset) => r.offset = offset,
+                Err(e) => r.error_code = e,
             }
             parts.push(r);
         }
-        topics.push(
-            ListOffsetsTopicResponse::default()
-                .with_name(t.name)
-                .with_partitions(parts),
-        );
+        topics.push(ListOffsetsTopicResponse {
+            name,
+            partitions: parts,
+        });
     }
-    ListOffsetsResponse::default().with_topics(topics)
+    ListOffsetsResponse {
+        topics,
+        ..Default::default()
+    }
 }

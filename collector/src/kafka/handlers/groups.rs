@@ -4,46 +4,47 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
-};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use weir_core::protocol::GroupOffset;
 
 use super::super::connection::Session;
 use super::super::errors::{self, code};
+use super::super::protocol::describe_groups::{
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
+use super::super::protocol::heartbeat::{HeartbeatRequest, HeartbeatResponse};
+use super::super::protocol::join_group::{
+    JoinGroupRequest, JoinGroupResponse, JoinGroupResponseMember,
+};
+use super::super::protocol::leave_group::{LeaveGroupRequest, LeaveGroupResponse, MemberResponse};
+use super::super::protocol::list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
+use super::super::protocol::offset_commit::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+};
+use super::super::protocol::offset_fetch::{
+    OffsetFetchRequest, OffsetFetchResponse, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use super::super::protocol::sync_group::{SyncGroupRequest, SyncGroupResponse};
 use super::super::Broker;
 use crate::limits::Class;
 use crate::service::membership::JoinRequest;
 
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
-
 /// JoinGroup: waits until the group's rebalance completes.
 pub async fn join(b: &Broker, sess: &Session, req: JoinGroupRequest, v: i16) -> JoinGroupResponse {
-    let refuse = |e: i16, member: StrBytes| {
-        JoinGroupResponse::default()
-            .with_error_code(e)
-            .with_generation_id(-1)
-            .with_member_id(member)
+    let refuse = |e: i16, member: String| JoinGroupResponse {
+        error_code: e,
+        generation_id: -1,
+        member_id: member,
+        ..Default::default()
     };
     let Ok(_slot) = b.gates.slot(Class::Fetch).await else {
         return refuse(code::COORDINATOR_NOT_AVAILABLE, req.member_id);
     };
     let ms = |v: i32| Duration::from_millis(v.max(0) as u64);
     let jr = JoinRequest {
-        group: req.group_id.0.as_str().to_owned(),
-        member_id: req.member_id.as_str().to_owned(),
-        group_instance_id: req.group_instance_id.map(|s| s.as_str().to_owned()),
+        group: req.group_id,
+        member_id: req.member_id,
+        group_instance_id: req.group_instance_id,
         client_id: sess.client_id.clone(),
         client_host: format!("/{}", sess.peer.ip()),
         session_timeout: ms(req.session_timeout_ms),
@@ -53,74 +54,69 @@ pub async fn join(b: &Broker, sess: &Session, req: JoinGroupRequest, v: i16) -> 
         } else {
             ms(req.session_timeout_ms)
         },
-        protocol_type: req.protocol_type.as_str().to_owned(),
+        protocol_type: req.protocol_type,
         protocols: req
             .protocols
             .into_iter()
-            .map(|p| (p.name.as_str().to_owned(), p.metadata))
+            .map(|p| (p.name, p.metadata))
             .collect(),
     };
     match b.service.join_group(&sess.principal, jr).await {
-        Ok(j) => {
-            let mut r = JoinGroupResponse::default()
-                .with_generation_id(j.generation)
-                .with_protocol_name(Some(s(j.protocol)))
-                .with_leader(s(j.leader))
-                .with_member_id(s(j.member_id))
-                .with_members(
-                    j.members
-                        .into_iter()
-                        .map(|m| {
-                            let mut e = JoinGroupResponseMember::default()
-                                .with_member_id(s(m.member_id))
-                                .with_metadata(m.metadata);
-                            if v >= 5 {
-                                e = e.with_group_instance_id(m.group_instance_id.map(s));
-                            }
-                            e
-                        })
-                        .collect(),
-                );
-            if v >= 7 {
-                r = r.with_protocol_type(Some(s(j.protocol_type)));
-            }
-            r
-        }
-        Err(e) => refuse(errors::of_group(&e), StrBytes::default()),
+        Ok(j) => JoinGroupResponse {
+            generation_id: j.generation,
+            protocol_type: Some(j.protocol_type),
+            protocol_name: Some(j.protocol),
+            leader: j.leader,
+            member_id: j.member_id,
+            members: j
+                .members
+                .into_iter()
+                .map(|m| JoinGroupResponseMember {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    metadata: m.metadata,
+                })
+                .collect(),
+            ..Default::default()
+        },
+        Err(e) => refuse(errors::of_group(&e), String::new()),
     }
 }
 
 /// SyncGroup: the leader hands in assignments; everyone gets theirs.
-pub async fn sync(b: &Broker, sess: &Session, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
+pub async fn sync(b: &Broker, sess: &Session, req: SyncGroupRequest) -> SyncGroupResponse {
     let Ok(_slot) = b.gates.slot(Class::Fetch).await else {
-        return SyncGroupResponse::default().with_error_code(code::COORDINATOR_NOT_AVAILABLE);
+        return SyncGroupResponse {
+            error_code: code::COORDINATOR_NOT_AVAILABLE,
+            ..Default::default()
+        };
     };
     let assignments = req
         .assignments
         .into_iter()
-        .map(|a| (a.member_id.as_str().to_owned(), a.assignment))
+        .map(|a| (a.member_id, a.assignment))
         .collect();
     let r = b
         .service
         .sync_group(
             &sess.principal,
-            req.group_id.0.as_str(),
+            &req.group_id,
             req.generation_id,
-            req.member_id.as_str(),
+            &req.member_id,
             assignments,
         )
         .await;
     match r {
-        Ok(a) => {
-            let mut resp = SyncGroupResponse::default().with_assignment(a);
-            if v >= 5 {
-                resp = resp
-                    .with_protocol_type(req.protocol_type)
-                    .with_protocol_name(req.protocol_name);
-            }
-            resp
-        }
-        Err(e) => SyncGroupResponse::default().with_error_code(errors::of_group(&e)),
+        Ok(a) => SyncGroupResponse {
+            assignment: a,
+            protocol_type: req.protocol_type,
+            protocol_name: req.protocol_name,
+            ..Default::default()
+        },
+        Err(e) => SyncGroupResponse {
+            error_code: errors::of_group(&e),
+            ..Default::default()
+        },
     }
 }
 
@@ -128,48 +124,49 @@ pub async fn sync(b: &Broker, sess: &Session, req: SyncGroupRequest, v: i16) -> 
 pub fn heartbeat(b: &Broker, sess: &Session, req: HeartbeatRequest) -> HeartbeatResponse {
     let r = b.service.heartbeat(
         &sess.principal,
-        req.group_id.0.as_str(),
+        &req.group_id,
         req.generation_id,
-        req.member_id.as_str(),
+        &req.member_id,
     );
-    HeartbeatResponse::default()
-        .with_error_code(r.err().map_or(code::NONE, |e| errors::of_group(&e)))
+    HeartbeatResponse {
+        error_code: r.err().map_or(code::NONE, |e| errors::of_group(&e)),
+        ..Default::default()
+    }
 }
 
 /// LeaveGroup (one member before v3, a batch of members from v3).
 pub fn leave(b: &Broker, sess: &Session, req: LeaveGroupRequest, v: i16) -> LeaveGroupResponse {
     let ids: Vec<String> = if v >= 3 {
-        req.members
-            .iter()
-            .map(|m| m.member_id.as_str().to_owned())
-            .collect()
+        req.members.iter().map(|m| m.member_id.clone()).collect()
     } else {
-        vec![req.member_id.as_str().to_owned()]
+        vec![req.member_id.clone()]
     };
-    match b
-        .service
-        .leave_group(&sess.principal, req.group_id.0.as_str(), &ids)
-    {
-        Err(e) => LeaveGroupResponse::default().with_error_code(errors::of_group(&e)),
-        Ok(results) if v >= 3 => LeaveGroupResponse::default().with_members(
-            req.members
+    match b.service.leave_group(&sess.principal, &req.group_id, &ids) {
+        Err(e) => LeaveGroupResponse {
+            error_code: errors::of_group(&e),
+            ..Default::default()
+        },
+        Ok(results) if v >= 3 => LeaveGroupResponse {
+            members: req
+                .members
                 .into_iter()
                 .zip(results)
-                .map(|(m, r)| {
-                    MemberResponse::default()
-                        .with_member_id(m.member_id)
-                        .with_group_instance_id(m.group_instance_id)
-                        .with_error_code(r.err().map_or(code::NONE, |e| errors::of_group(&e)))
+                .map(|(m, r)| MemberResponse {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    error_code: r.err().map_or(code::NONE, |e| errors::of_group(&e)),
                 })
                 .collect(),
-        ),
-        Ok(results) => LeaveGroupResponse::default().with_error_code(
-            results
+            ..Default::default()
+        },
+        Ok(results) => LeaveGroupResponse {
+            error_code: results
                 .into_iter()
                 .next()
                 .and_then(|r| r.err())
                 .map_or(code::NONE, |e| errors::of_group(&e)),
-        ),
+            ..Default::default()
+        },
     }
 }
 
@@ -181,7 +178,7 @@ pub async fn offset_commit(
     req: OffsetCommitRequest,
     v: i16,
 ) -> OffsetCommitResponse {
-    let group = req.group_id.0.as_str().to_owned();
+    let group = req.group_id.clone();
     let generation = if v >= 1 {
         req.generation_id_or_member_epoch
     } else {
@@ -192,12 +189,12 @@ pub async fn offset_commit(
         None => Err(code::REQUEST_TIMED_OUT),
         Some(_) => b
             .service
-            .check_commit(&group, generation, req.member_id.as_str())
+            .check_commit(&group, generation, &req.member_id)
             .map_err(|e| errors::of_group(&e)),
     };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = t.name.0.as_str().to_owned();
+        let topic = t.name.clone();
         let valid: Vec<GroupOffset> = t
             .partitions
             .iter()
@@ -225,18 +222,21 @@ pub async fn offset_commit(
                     Ok(()) => code::NONE,
                     Err(e) => *e,
                 };
-                OffsetCommitResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(e)
+                OffsetCommitResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: e,
+                }
             })
             .collect();
-        topics.push(
-            OffsetCommitResponseTopic::default()
-                .with_name(t.name)
-                .with_partitions(parts),
-        );
+        topics.push(OffsetCommitResponseTopic {
+            name: t.name,
+            partitions: parts,
+        });
     }
-    OffsetCommitResponse::default().with_topics(topics)
+    OffsetCommitResponse {
+        topics,
+        ..Default::default()
+    }
 }
 
 /// OffsetFetch: committed offsets (-1 where none); all topics of the group
@@ -245,20 +245,18 @@ pub async fn offset_fetch(
     b: &Broker,
     sess: &Session,
     req: OffsetFetchRequest,
-    v: i16,
 ) -> OffsetFetchResponse {
-    let group = req.group_id.0.as_str().to_owned();
+    let group = req.group_id.clone();
     let Ok(_slot) = b.gates.slot(Class::Other).await else {
-        let mut r = OffsetFetchResponse::default();
-        if v >= 2 {
-            r = r.with_error_code(code::REQUEST_TIMED_OUT);
-        }
-        return r;
+        return OffsetFetchResponse {
+            error_code: code::REQUEST_TIMED_OUT,
+            ..Default::default()
+        };
     };
     let wanted: Vec<(String, Option<Vec<i32>>)> = match req.topics {
         Some(t) => t
             .into_iter()
-            .map(|t| (t.name.0.as_str().to_owned(), Some(t.partition_indexes)))
+            .map(|t| (t.name, Some(t.partition_indexes)))
             .collect(),
         None => b
             .service
@@ -292,28 +290,29 @@ pub async fn offset_fetch(
                     .iter()
                     .find(|o| o.partition as i32 == p)
                     .map_or(-1, |o| o.offset);
-                OffsetFetchResponsePartition::default()
-                    .with_partition_index(p)
-                    .with_committed_offset(offset)
-                    .with_metadata(Some(StrBytes::default()))
-                    .with_error_code(if err == code::GROUP_AUTHORIZATION_FAILED {
+                OffsetFetchResponsePartition {
+                    partition_index: p,
+                    committed_offset: offset,
+                    metadata: Some(String::new()),
+                    error_code: if err == code::GROUP_AUTHORIZATION_FAILED {
                         code::NONE
                     } else {
                         err
-                    })
+                    },
+                    ..Default::default()
+                }
             })
             .collect();
-        topics.push(
-            OffsetFetchResponseTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(partitions),
-        );
+        topics.push(OffsetFetchResponseTopic {
+            name: topic,
+            partitions,
+        });
     }
-    let mut r = OffsetFetchResponse::default().with_topics(topics);
-    if v >= 2 {
-        r = r.with_error_code(top_error);
+    OffsetFetchResponse {
+        topics,
+        error_code: top_error,
+        ..Default::default()
     }
-    r
 }
 
 /// DescribeGroups.
@@ -321,62 +320,62 @@ pub fn describe(b: &Broker, sess: &Session, req: DescribeGroupsRequest) -> Descr
     let groups = req
         .groups
         .into_iter()
-        .map(
-            |g| match b.service.describe_group(&sess.principal, g.0.as_str()) {
-                Err(e) => DescribedGroup::default()
-                    .with_group_id(g)
-                    .with_error_code(errors::of_group(&e)),
-                Ok(d) => DescribedGroup::default()
-                    .with_group_id(g)
-                    .with_group_state(s(d.state))
-                    .with_protocol_type(s(d.protocol_type))
-                    .with_protocol_data(s(d.protocol))
-                    .with_members(
-                        d.members
-                            .into_iter()
-                            .map(|m| {
-                                DescribedGroupMember::default()
-                                    .with_member_id(s(m.member_id))
-                                    .with_client_id(s(m.client_id))
-                                    .with_client_host(s(m.client_host))
-                                    .with_member_metadata(m.metadata)
-                                    .with_member_assignment(m.assignment)
-                            })
-                            .collect(),
-                    ),
+        .map(|g| match b.service.describe_group(&sess.principal, &g) {
+            Err(e) => DescribedGroup {
+                group_id: g,
+                error_code: errors::of_group(&e),
+                ..Default::default()
             },
-        )
+            Ok(d) => DescribedGroup {
+                group_id: g,
+                group_state: d.state.to_owned(),
+                protocol_type: d.protocol_type,
+                protocol_data: d.protocol,
+                members: d
+                    .members
+                    .into_iter()
+                    .map(|m| DescribedGroupMember {
+                        member_id: m.member_id,
+                        group_instance_id: None,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        member_metadata: m.metadata,
+                        member_assignment: m.assignment,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        })
         .collect();
-    DescribeGroupsResponse::default().with_groups(groups)
+    DescribeGroupsResponse {
+        groups,
+        ..Default::default()
+    }
 }
 
 /// ListGroups (filtered by state from v4).
-pub async fn list(
-    b: &Broker,
-    sess: &Session,
-    req: ListGroupsRequest,
-    v: i16,
-) -> ListGroupsResponse {
+pub async fn list(b: &Broker, sess: &Session, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req
         .states_filter
         .iter()
-        .map(|s| s.as_str().to_ascii_lowercase())
+        .map(|s| s.to_ascii_lowercase())
         .collect();
     match b.service.list_groups(&sess.principal).await {
-        Err(e) => ListGroupsResponse::default().with_error_code(errors::of(&e)),
-        Ok(list) => ListGroupsResponse::default().with_groups(
-            list.into_iter()
+        Err(e) => ListGroupsResponse {
+            error_code: errors::of(&e),
+            ..Default::default()
+        },
+        Ok(list) => ListGroupsResponse {
+            groups: list
+                .into_iter()
                 .filter(|(_, _, st)| states.is_empty() || states.contains(&st.to_ascii_lowercase()))
-                .map(|(g, t, st)| {
-                    let mut l = ListedGroup::default()
-                        .with_group_id(GroupId(s(g)))
-                        .with_protocol_type(s(t));
-                    if v >= 4 {
-                        l = l.with_group_state(s(st));
-                    }
-                    l
+                .map(|(group_id, protocol_type, group_state)| ListedGroup {
+                    group_id,
+                    protocol_type,
+                    group_state: group_state.to_owned(),
                 })
                 .collect(),
-        ),
+            ..Default::default()
+        },
     }
 }

@@ -2,54 +2,62 @@
 //! topics created on request when `auto_create_topics` allows), FindCoordinator
 //! (this broker) and CreateTopics (within the collector's limits).
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use weir_core::protocol::TopicInfo;
 
 use super::super::connection::Session;
 use super::super::errors::{self, code};
+use super::super::protocol::create_topics::{
+    CreatableTopic, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
+};
+use super::super::protocol::describe_configs::{
+    DescribeConfigsRequest, DescribeConfigsResourceResult, DescribeConfigsResponse,
+    DescribeConfigsResult,
+};
+use super::super::protocol::find_coordinator::{
+    Coordinator, FindCoordinatorRequest, FindCoordinatorResponse,
+};
+use super::super::protocol::metadata::{
+    MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition,
+    MetadataResponseTopic,
+};
 use super::super::{Broker, NODE_ID};
 use crate::service::ServiceError;
 
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
-
 /// The brokers list: this collector alone.
 fn brokers(b: &Broker) -> Vec<MetadataResponseBroker> {
-    vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(s(b.advertised_host.clone()))
-        .with_port(b.advertised_port)]
+    vec![MetadataResponseBroker {
+        node_id: NODE_ID,
+        host: b.advertised_host.clone(),
+        port: b.advertised_port,
+        rack: None,
+    }]
 }
 
 fn topic_entry(info: &TopicInfo) -> MetadataResponseTopic {
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(s(info.topic.clone()))))
-        .with_partitions(
-            info.partitions
-                .iter()
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p.partition as i32)
-                        .with_leader_id(BrokerId(NODE_ID))
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
-                })
-                .collect(),
-        )
+    MetadataResponseTopic {
+        name: Some(info.topic.clone()),
+        partitions: info
+            .partitions
+            .iter()
+            .map(|p| MetadataResponsePartition {
+                partition_index: p.partition as i32,
+                leader_id: NODE_ID,
+                leader_epoch: 0,
+                replica_nodes: vec![NODE_ID],
+                isr_nodes: vec![NODE_ID],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
 }
 
 fn topic_error(name: &str, error: i16) -> MetadataResponseTopic {
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(s(name))))
-        .with_error_code(error)
+    MetadataResponseTopic {
+        name: Some(name.to_owned()),
+        error_code: error,
+        ..Default::default()
+    }
 }
 
 /// Metadata: every topic the caller sees, or the ones asked for (created
@@ -65,11 +73,7 @@ pub async fn metadata(
     let names: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && v == 0 => None,
-        Some(t) => Some(
-            t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.as_str().to_owned()))
-                .collect(),
-        ),
+        Some(t) => Some(t.into_iter().filter_map(|t| t.name).collect()),
     };
     let auto_create = b.auto_create_topics && (v < 4 || req.allow_auto_topic_creation);
     let topics = match names {
@@ -85,16 +89,13 @@ pub async fn metadata(
             out
         }
     };
-    let mut resp = MetadataResponse::default()
-        .with_brokers(brokers(b))
-        .with_topics(topics);
-    if v >= 1 {
-        resp = resp.with_controller_id(BrokerId(NODE_ID));
+    MetadataResponse {
+        brokers: brokers(b),
+        topics,
+        controller_id: NODE_ID,
+        cluster_id: Some(b.cluster_id.clone()),
+        ..Default::default()
     }
-    if v >= 2 {
-        resp = resp.with_cluster_id(Some(s(b.cluster_id.clone())));
-    }
-    resp
 }
 
 async fn one_topic(
@@ -127,25 +128,30 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     v: i16,
 ) -> FindCoordinatorResponse {
-    let host = s(b.advertised_host.clone());
+    let host = b.advertised_host.clone();
     if v >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(NODE_ID))
-                    .with_host(host.clone())
-                    .with_port(b.advertised_port)
+            .map(|key| Coordinator {
+                key,
+                node_id: NODE_ID,
+                host: host.clone(),
+                port: b.advertised_port,
+                ..Default::default()
             })
             .collect();
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        return FindCoordinatorResponse {
+            coordinators,
+            ..Default::default()
+        };
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(host)
-        .with_port(b.advertised_port)
+    FindCoordinatorResponse {
+        node_id: NODE_ID,
+        host,
+        port: b.advertised_port,
+        ..Default::default()
+    }
 }
 
 /// CreateTopics: each topic within the collector's limits; replication
@@ -154,39 +160,37 @@ pub async fn create_topics(
     b: &Broker,
     sess: &Session,
     req: CreateTopicsRequest,
-    v: i16,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let name = t.name.0.as_str().to_owned();
         let (error, message, partitions) = create_one(b, sess, &t, req.validate_only).await;
-        let mut r = CreatableTopicResult::default()
-            .with_name(t.name)
-            .with_error_code(error);
-        if v >= 1 {
-            r = r.with_error_message(message.map(s));
-        }
-        if v >= 5 {
-            r = r
-                .with_num_partitions(partitions.unwrap_or(-1))
-                .with_replication_factor(if partitions.is_some() { 1 } else { -1 });
-        }
+        let name = t.name;
         if error != code::NONE {
             tracing::debug!(topic = %name, error, "CreateTopics refused a topic.");
         }
-        results.push(r);
+        results.push(CreatableTopicResult {
+            name,
+            error_code: error,
+            error_message: message,
+            num_partitions: partitions.unwrap_or(-1),
+            replication_factor: if partitions.is_some() { 1 } else { -1 },
+            ..Default::default()
+        });
     }
-    CreateTopicsResponse::default().with_topics(results)
+    CreateTopicsResponse {
+        topics: results,
+        ..Default::default()
+    }
 }
 
 async fn create_one(
     b: &Broker,
     sess: &Session,
-    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    t: &CreatableTopic,
     validate_only: bool,
 ) -> (i16, Option<String>, Option<i32>) {
     let who = &sess.principal;
-    let name = t.name.0.as_str();
+    let name = t.name.as_str();
     if t.replication_factor != -1 && t.replication_factor != 1 {
         return (
             code::INVALID_REPLICATION_FACTOR,
@@ -235,9 +239,6 @@ pub async fn describe_configs(
     sess: &Session,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
-    use kafka_protocol::messages::describe_configs_response::{
-        DescribeConfigsResourceResult, DescribeConfigsResult,
-    };
     const TOPIC: i8 = 2;
     let store = b.service.store().config();
     let ms = |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_millis() as i64).to_string();
@@ -255,19 +256,20 @@ pub async fn describe_configs(
     ];
     let mut results = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let mut out = DescribeConfigsResult::default()
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name.clone());
+        let mut out = DescribeConfigsResult {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.clone(),
+            ..Default::default()
+        };
         if r.resource_type == TOPIC {
             if let Err(e) = b
                 .service
                 .describe_topic(&sess.principal, r.resource_name.as_str())
                 .await
             {
-                results.push(
-                    out.with_error_code(errors::of(&e))
-                        .with_error_message(Some(s(e.to_string()))),
-                );
+                out.error_code = errors::of(&e);
+                out.error_message = Some(e.to_string());
+                results.push(out);
                 continue;
             }
             let wanted = |name: &str| {
@@ -275,21 +277,22 @@ pub async fn describe_configs(
                     .as_ref()
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
-            out = out.with_configs(
-                settings
-                    .iter()
-                    .filter(|(n, _)| wanted(n))
-                    .map(|(n, v)| {
-                        DescribeConfigsResourceResult::default()
-                            .with_name(s(*n))
-                            .with_value(Some(s(v.clone())))
-                            .with_read_only(true)
-                            .with_config_source(4)
-                    })
-                    .collect(),
-            );
+            out.configs = settings
+                .iter()
+                .filter(|(n, _)| wanted(n))
+                .map(|(n, v)| DescribeConfigsResourceResult {
+                    name: (*n).to_owned(),
+                    value: Some(v.clone()),
+                    read_only: true,
+                    config_source: 4,
+                    ..Default::default()
+                })
+                .collect();
         }
         results.push(out);
     }
-    DescribeConfigsResponse::default().with_results(results)
+    DescribeConfigsResponse {
+        results,
+        ..Default::default()
+    }
 }

@@ -19,10 +19,10 @@ mod metadata;
 mod produce;
 
 use bytes::Bytes;
-use kafka_protocol::messages::*;
 use tracing::error;
 
 use super::connection::Session;
+use super::protocol::{self as p, ApiKey, Message};
 use super::{codec, sasl, versions, Broker};
 use crate::limits::Reservation;
 
@@ -39,37 +39,37 @@ pub enum Outcome {
 }
 
 /// Handles one request frame.
-pub async fn handle(b: &Broker, sess: &mut Session, mut frame: Bytes) -> Outcome {
-    let p = match codec::prefix(&frame) {
-        Ok(p) => p,
+pub async fn handle(b: &Broker, sess: &mut Session, frame: Bytes) -> Outcome {
+    let pre = match codec::prefix(&frame) {
+        Ok(pre) => pre,
         Err(e) => return Outcome::Close(e.to_string()),
     };
-    let Ok(key) = ApiKey::try_from(p.api_key) else {
-        return Outcome::Close(format!("unknown API key {}", p.api_key));
+    let Some(key) = ApiKey::from_i16(pre.api_key) else {
+        return Outcome::Close(format!("unknown API key {}", pre.api_key));
     };
-    let (v, corr) = (p.api_version, p.correlation_id);
+    let (v, corr) = (pre.api_version, pre.correlation_id);
     b.metrics.requests.inc();
     if key == ApiKey::ApiVersions {
         let (answer_v, err) = versions::api_versions_answer(v);
         // An unknown version's header and body may not decode: answer from
         // the fixed prefix alone.
-        return respond(key, answer_v, corr, &versions::api_versions(err));
+        return respond(key, answer_v, corr, &mut versions::api_versions(err));
     }
     if !versions::supported(key, v) {
         return Outcome::Close(format!("{key:?} v{v} is not supported"));
     }
-    let header = match codec::header(&mut frame, key, v) {
+    let (header, mut body) = match codec::header(frame, key, v) {
         Ok(h) => h,
         Err(e) => return Outcome::Close(e.to_string()),
     };
     if let Some(id) = header.client_id {
-        if sess.client_id.as_str() != id.as_str() {
-            sess.client_id = id.as_str().chars().take(255).collect();
+        if sess.client_id != id {
+            sess.client_id = id.chars().take(255).collect();
         }
     }
     macro_rules! decode {
         ($t:ty) => {
-            match codec::body::<$t>(&mut frame, v) {
+            match codec::body::<$t>(&mut body, v) {
                 Ok(r) => r,
                 Err(e) => return Outcome::Close(format!("{key:?} v{v} does not decode: {e}")),
             }
@@ -77,93 +77,116 @@ pub async fn handle(b: &Broker, sess: &mut Session, mut frame: Bytes) -> Outcome
     }
     match key {
         ApiKey::Metadata => {
-            let r = metadata::metadata(b, sess, decode!(MetadataRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r = metadata::metadata(b, sess, decode!(p::metadata::MetadataRequest), v).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::FindCoordinator => {
-            let r = metadata::find_coordinator(b, decode!(FindCoordinatorRequest), v);
-            respond(key, v, corr, &r)
+            let mut r = metadata::find_coordinator(
+                b,
+                decode!(p::find_coordinator::FindCoordinatorRequest),
+                v,
+            );
+            respond(key, v, corr, &mut r)
         }
         ApiKey::CreateTopics => {
-            let r = metadata::create_topics(b, sess, decode!(CreateTopicsRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r =
+                metadata::create_topics(b, sess, decode!(p::create_topics::CreateTopicsRequest))
+                    .await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::DescribeConfigs => {
-            let r = metadata::describe_configs(b, sess, decode!(DescribeConfigsRequest)).await;
-            respond(key, v, corr, &r)
+            let mut r = metadata::describe_configs(
+                b,
+                sess,
+                decode!(p::describe_configs::DescribeConfigsRequest),
+            )
+            .await;
+            respond(key, v, corr, &mut r)
         }
-        ApiKey::Produce => match produce::produce(b, sess, decode!(ProduceRequest), v).await {
-            produce::Produced::Answer(r) => respond(key, v, corr, &r),
-            produce::Produced::Silent => Outcome::Silent,
-        },
+        ApiKey::Produce => {
+            match produce::produce(b, sess, decode!(p::produce::ProduceRequest), v).await {
+                produce::Produced::Answer(mut r) => respond(key, v, corr, &mut r),
+                produce::Produced::Silent => Outcome::Silent,
+            }
+        }
         ApiKey::InitProducerId => {
-            let r = produce::init_producer_id(b, sess, decode!(InitProducerIdRequest)).await;
-            respond(key, v, corr, &r)
+            let mut r = produce::init_producer_id(
+                b,
+                sess,
+                decode!(p::init_producer_id::InitProducerIdRequest),
+            )
+            .await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::Fetch => {
-            let f = fetch::fetch(b, sess, decode!(FetchRequest), v).await;
-            match respond(key, v, corr, &f.response) {
+            let mut f = fetch::fetch(b, sess, decode!(p::fetch::FetchRequest), v).await;
+            match respond(key, v, corr, &mut f.response) {
                 Outcome::Respond(bytes, _) => Outcome::Respond(bytes, f.reserved),
                 other => other,
             }
         }
         ApiKey::ListOffsets => {
-            let r = fetch::list_offsets(b, sess, decode!(ListOffsetsRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r =
+                fetch::list_offsets(b, sess, decode!(p::list_offsets::ListOffsetsRequest)).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::JoinGroup => {
-            let r = groups::join(b, sess, decode!(JoinGroupRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r = groups::join(b, sess, decode!(p::join_group::JoinGroupRequest), v).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::SyncGroup => {
-            let r = groups::sync(b, sess, decode!(SyncGroupRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r = groups::sync(b, sess, decode!(p::sync_group::SyncGroupRequest)).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::Heartbeat => {
-            let r = groups::heartbeat(b, sess, decode!(HeartbeatRequest));
-            respond(key, v, corr, &r)
+            let mut r = groups::heartbeat(b, sess, decode!(p::heartbeat::HeartbeatRequest));
+            respond(key, v, corr, &mut r)
         }
         ApiKey::LeaveGroup => {
-            let r = groups::leave(b, sess, decode!(LeaveGroupRequest), v);
-            respond(key, v, corr, &r)
+            let mut r = groups::leave(b, sess, decode!(p::leave_group::LeaveGroupRequest), v);
+            respond(key, v, corr, &mut r)
         }
         ApiKey::OffsetCommit => {
-            let r = groups::offset_commit(b, sess, decode!(OffsetCommitRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r =
+                groups::offset_commit(b, sess, decode!(p::offset_commit::OffsetCommitRequest), v)
+                    .await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::OffsetFetch => {
-            let r = groups::offset_fetch(b, sess, decode!(OffsetFetchRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r =
+                groups::offset_fetch(b, sess, decode!(p::offset_fetch::OffsetFetchRequest)).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::DescribeGroups => {
-            let r = groups::describe(b, sess, decode!(DescribeGroupsRequest));
-            respond(key, v, corr, &r)
+            let mut r =
+                groups::describe(b, sess, decode!(p::describe_groups::DescribeGroupsRequest));
+            respond(key, v, corr, &mut r)
         }
         ApiKey::ListGroups => {
-            let r = groups::list(b, sess, decode!(ListGroupsRequest), v).await;
-            respond(key, v, corr, &r)
+            let mut r = groups::list(b, sess, decode!(p::list_groups::ListGroupsRequest)).await;
+            respond(key, v, corr, &mut r)
         }
         ApiKey::SaslHandshake => {
-            let r = sasl::handshake(sess, decode!(SaslHandshakeRequest), v);
-            respond(key, v, corr, &r)
+            let mut r = sasl::handshake(sess, decode!(p::sasl_handshake::SaslHandshakeRequest), v);
+            respond(key, v, corr, &mut r)
         }
         ApiKey::SaslAuthenticate => {
-            let (r, go_on) = sasl::authenticate(b, sess, decode!(SaslAuthenticateRequest));
-            match respond(key, v, corr, &r) {
+            let (mut r, go_on) = sasl::authenticate(
+                b,
+                sess,
+                decode!(p::sasl_authenticate::SaslAuthenticateRequest),
+            );
+            match respond(key, v, corr, &mut r) {
                 Outcome::Respond(bytes, _) if !go_on => Outcome::RespondAndClose(bytes),
                 other => other,
             }
         }
-        other => Outcome::Close(format!("{other:?} is not supported")),
+        // Answered above, before the header is decoded.
+        ApiKey::ApiVersions => Outcome::Close("ApiVersions reached dispatch".into()),
     }
 }
 
-fn respond<R: kafka_protocol::protocol::Encodable>(
-    key: ApiKey,
-    v: i16,
-    corr: i32,
-    r: &R,
-) -> Outcome {
+fn respond<R: Message>(key: ApiKey, v: i16, corr: i32, r: &mut R) -> Outcome {
     match codec::response(key, v, corr, r) {
         Ok(bytes) => Outcome::Respond(bytes, Reservation::default()),
         Err(e) => {

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-
 use super::super::connection::Session;
 use super::super::errors::{self, code};
+use super::super::protocol::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use super::super::protocol::produce::{
+    PartitionProduceResponse, ProduceRequest, ProduceResponse, TopicProduceResponse,
+};
 use super::super::Broker;
 use crate::limits::Class;
 use crate::service::{Acks, PartitionBatch, ProduceRequest as Req, ServiceError};
@@ -31,14 +31,13 @@ fn partition_error(
     message: Option<String>,
     v: i16,
 ) -> PartitionProduceResponse {
-    let mut p = PartitionProduceResponse::default()
-        .with_index(index)
-        .with_error_code(error)
-        .with_base_offset(-1);
-    if v >= 8 {
-        p = p.with_error_message(message.map(StrBytes::from_string));
+    PartitionProduceResponse {
+        index,
+        error_code: error,
+        base_offset: -1,
+        error_message: if v >= 8 { message } else { None },
+        ..Default::default()
     }
-    p
 }
 
 /// One batch per partition, as Kafka requires from v3 on.
@@ -71,7 +70,7 @@ pub async fn produce(b: &Broker, sess: &Session, req: ProduceRequest, v: i16) ->
         None
     };
     for t in req.topic_data {
-        let name = t.name.0.as_str().to_owned();
+        let name = t.name;
         let mut answers: BTreeMap<usize, PartitionProduceResponse> = BTreeMap::new();
         let mut batches = Vec::new();
         let mut order = Vec::new();
@@ -146,20 +145,18 @@ pub async fn produce(b: &Broker, sess: &Session, req: ProduceRequest, v: i16) ->
             .filter(|a| a.error_code != code::NONE)
             .count();
         b.metrics.errors.add(errs as u64);
-        topics.push(
-            TopicProduceResponse::default()
-                .with_name(TopicName(StrBytes::from_string(name)))
-                .with_partition_responses(answers.into_values().collect()),
-        );
+        topics.push(TopicProduceResponse {
+            name,
+            partition_responses: answers.into_values().collect(),
+        });
     }
     if silent {
         return Produced::Silent;
     }
-    let mut resp = ProduceResponse::default().with_responses(topics);
-    if v >= 1 {
-        resp = resp.with_throttle_time_ms(throttle);
-    }
-    Produced::Answer(resp)
+    Produced::Answer(ProduceResponse {
+        responses: topics,
+        throttle_time_ms: throttle,
+    })
 }
 
 fn partition_answer(
@@ -168,15 +165,12 @@ fn partition_answer(
     v: i16,
 ) -> PartitionProduceResponse {
     match r {
-        Ok(ack) => {
-            let mut p = PartitionProduceResponse::default()
-                .with_index(index)
-                .with_base_offset(ack.base_offset);
-            if v >= 5 {
-                p = p.with_log_start_offset(ack.log_start_offset);
-            }
-            p
-        }
+        Ok(ack) => PartitionProduceResponse {
+            index,
+            base_offset: ack.base_offset,
+            log_start_offset: ack.log_start_offset,
+            ..Default::default()
+        },
         Err(e) => partition_error(index, errors::of(&e), Some(e.to_string()), v),
     }
 }
@@ -189,11 +183,11 @@ pub async fn init_producer_id(
     sess: &Session,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    let refuse = |e: i16| {
-        InitProducerIdResponse::default()
-            .with_error_code(e)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+    let refuse = |e: i16| InitProducerIdResponse {
+        error_code: e,
+        producer_id: -1,
+        producer_epoch: -1,
+        ..Default::default()
     };
     if req.transactional_id.is_some() {
         return refuse(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
@@ -201,16 +195,18 @@ pub async fn init_producer_id(
     let Ok(_slot) = b.gates.slot(Class::Other).await else {
         return refuse(code::REQUEST_TIMED_OUT);
     };
-    let existing = (req.producer_id.0 >= 0).then_some(req.producer_id.0);
+    let existing = (req.producer_id >= 0).then_some(req.producer_id);
     let who = &sess.principal;
     let r = match b.service.init_producer(who, existing).await {
         Err(ServiceError::EpochExhausted { .. }) => b.service.init_producer(who, None).await,
         r => r,
     };
     match r {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id.producer_id))
-            .with_producer_epoch(id.producer_epoch),
+        Ok(id) => InitProducerIdResponse {
+            producer_id: id.producer_id,
+            producer_epoch: id.producer_epoch,
+            ..Default::default()
+        },
         Err(e) => refuse(errors::of(&e)),
     }
 }
