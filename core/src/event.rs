@@ -38,7 +38,11 @@ pub enum Value {
 /// of a `BTreeMap`'s size and allocations, with the same ordered iteration
 /// (which keeps every encoding of an event byte-identical).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields(Vec<(String, Value)>);
+pub struct Fields(Vec<(Name, Value)>);
+
+/// A field name: borrowed for the names sources set on every event
+/// (`message`), so creating an event does not allocate its field name.
+type Name = std::borrow::Cow<'static, str>;
 
 impl Fields {
     /// No fields.
@@ -52,7 +56,7 @@ impl Fields {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(name))
     }
 
     /// The value of `name`.
@@ -65,7 +69,18 @@ impl Fields {
         match self.find(name.as_ref()) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
-                self.0.insert(i, (name.into(), value));
+                self.0.insert(i, (Name::Owned(name.into()), value));
+                None
+            }
+        }
+    }
+
+    /// Sets a field whose name is a constant, without allocating the name.
+    pub fn insert_static(&mut self, name: &'static str, value: Value) -> Option<Value> {
+        match self.find(name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (Name::Borrowed(name), value));
                 None
             }
         }
@@ -78,7 +93,7 @@ impl Fields {
 
     /// Fields in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Number of fields.
@@ -95,11 +110,22 @@ impl Fields {
 impl<'a> IntoIterator for &'a Fields {
     type Item = (&'a str, &'a Value);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Value)>,
-        fn(&'a (String, Value)) -> (&'a str, &'a Value),
+        std::slice::Iter<'a, (Name, Value)>,
+        fn(&'a (Name, Value)) -> (&'a str, &'a Value),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+impl IntoIterator for Fields {
+    type Item = (String, Value);
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(Name, Value)>, fn((Name, Value)) -> (String, Value)>;
+    /// Fields in name order, by value (transforms that rebuild events move
+    /// the values instead of cloning them).
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(|(k, v)| (k.into_owned(), v))
     }
 }
 
@@ -148,7 +174,7 @@ impl Event {
     /// (sources stamp a whole batch with one clock read).
     pub fn from_message_at(message: impl Into<Value>, meta: Metadata, timestamp: i64) -> Self {
         let mut fields = Fields::with_capacity(1);
-        fields.insert(MESSAGE, message.into());
+        fields.insert_static(MESSAGE, message.into());
         Event {
             timestamp,
             fields,
@@ -173,8 +199,15 @@ impl Event {
 
     /// Appends the fields as a JSON object to `out`.
     pub fn write_fields_json(&self, out: &mut Vec<u8>) {
-        // Serializing our own Value type into a Vec cannot fail.
-        let _ = serde_json::to_writer(out, &FieldsRef(&self.fields));
+        crate::json::write_fields(out, &self.fields);
+    }
+
+    /// The fields as JSON through serde, which `json.rs` must match.
+    #[cfg(test)]
+    pub(crate) fn fields_json_serde(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = serde_json::to_writer(&mut out, &FieldsRef(&self.fields));
+        out
     }
 }
 

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+pub mod json;
 pub mod locate;
 pub mod metrics;
 pub mod partition;

@@ -5,6 +5,7 @@
 //! Every wait here is bounded in time and returns or panics by itself.
 
 pub mod kafka;
+pub mod sensors;
 
 use std::io::Write;
 use std::net::SocketAddr;
