@@ -123,7 +123,7 @@ impl Cursor {
             let b = self.byte()?;
             z |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
             }
         }
         Err(err("varint longer than 10 bytes"))
