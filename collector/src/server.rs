@@ -465,7 +465,12 @@ async fn group_offsets(
     }
     let groups = s.groups.clone();
     match blocking(move || groups.offsets(&group, &topic)).await {
-        Ok(v) => Json(v).into_response(),
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::StorageError,
+            e.to_string(),
+        ),
         Err(r) => r,
     }
 }

@@ -11,6 +11,7 @@
 //! Segment format and recovery: `segment.rs`. Dedup: `producers.rs`.
 //! Durability and reads: `partition.rs`. Topics and sync tasks: `store.rs`.
 
+pub mod durable;
 pub mod partition;
 pub mod producers;
 pub mod segment;

@@ -87,6 +87,9 @@ struct Inner {
     producers: Producers,
     /// Files written since the last sync (rolled segments and the active one).
     unsynced: Vec<Arc<File>>,
+    /// A segment file was created since the last sync: its directory entry
+    /// must be made durable before the batches in it are acknowledged.
+    dir_dirty: bool,
     failed: bool,
 }
 
@@ -104,7 +107,7 @@ pub struct Partition {
 impl Partition {
     /// Opens (or creates) the partition in `dir`, recovering its tail.
     pub fn open(dir: &Path, id: u32, limits: PartitionLimits) -> io::Result<Partition> {
-        std::fs::create_dir_all(dir)?;
+        super::durable::create_dir_durable(dir)?;
         let mut bases: Vec<(i64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -139,6 +142,7 @@ impl Partition {
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
+            super::durable::sync_dir(dir)?;
         }
         let end = segments.last().map_or(0, |s| s.next_offset);
         producers.expire_below(segments[0].base_offset);
@@ -152,6 +156,7 @@ impl Partition {
                 segments,
                 producers,
                 unsynced: Vec::new(),
+                dir_dirty: false,
                 failed: false,
             }),
             durable,
@@ -224,6 +229,7 @@ impl Partition {
                 inner.unsynced.push(f);
             }
             inner.segments.push(new);
+            inner.dir_dirty = true;
         }
         let Some(active) = inner.segments.last_mut() else {
             return Err(AppendError::Storage("no active segment".into()));
@@ -252,13 +258,25 @@ impl Partition {
 
     /// Fsyncs every file written since the last sync and publishes the new durable end. Blocking.
     pub fn sync(&self) -> io::Result<()> {
-        let (files, end) = {
+        let (files, end, dir_dirty) = {
             let mut inner = self.lock();
             let end = inner.segments.last().map_or(0, |s| s.next_offset);
-            (std::mem::take(&mut inner.unsynced), end)
+            let dir_dirty = std::mem::take(&mut inner.dir_dirty);
+            (std::mem::take(&mut inner.unsynced), end, dir_dirty)
         };
-        for f in &files {
-            if let Err(e) = f.sync_data() {
+        let dir_sync = || {
+            if dir_dirty {
+                super::durable::sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        };
+        for res in files
+            .iter()
+            .map(|f| f.sync_data())
+            .chain(std::iter::once_with(dir_sync))
+        {
+            if let Err(e) = res {
                 // After a failed fsync the page cache may have dropped the
                 // dirty pages; retrying could report success for lost data
                 // (the PostgreSQL "fsyncgate" lesson), so stop acknowledging.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 use weir_core::protocol::valid_name;
 
+use super::durable::{self, DirLock, LockError};
 use super::partition::{Partition, PartitionLimits};
 
 /// When the collector fsyncs before acknowledging.
@@ -62,47 +63,74 @@ pub enum StoreError {
     InvalidPartitions(u32),
     #[error("topic {topic}: {source}")]
     Io { topic: String, source: io::Error },
+    /// The data directory is locked by another collector (or cannot be locked).
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The topic's metadata is damaged: the topic is refused, its data left as it is.
+    #[error("topic {topic} is refused: its metadata {path} is damaged ({reason}); restore it (see docs/operations.md) and restart")]
+    Damaged {
+        topic: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// All topics of a collector.
 pub struct Store {
     cfg: StoreConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Topics found with damaged metadata at start: refused, never recreated
+    /// (recreating would overwrite the metadata and reset the topic).
+    damaged: HashMap<String, (PathBuf, String)>,
+    /// Serialises topic creation: two first writes to a new topic must not
+    /// race on its directory and metadata file.
+    creating: Mutex<()>,
     shutdown: watch::Receiver<bool>,
+    _lock: DirLock,
 }
 
 impl Store {
-    /// Opens every topic under the data dir and starts its partitions' tasks.
-    /// Must be called within a tokio runtime.
+    /// Locks the data dir, opens every topic under it and starts its
+    /// partitions' tasks. Must be called within a tokio runtime.
     pub fn open(
         cfg: StoreConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Store>, StoreError> {
+        let lock = durable::lock_dir(&cfg.data_dir)?;
+        let tdir = cfg.data_dir.join("topics");
+        let io_all = |source| StoreError::Io {
+            topic: "*".into(),
+            source,
+        };
+        durable::create_dir_durable(&tdir).map_err(io_all)?;
+        let mut found = Vec::new();
+        let mut damaged = HashMap::new();
+        for entry in std::fs::read_dir(&tdir).map_err(io_all)? {
+            let entry = entry.map_err(io_all)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_name(&name) || !entry.path().is_dir() {
+                continue;
+            }
+            let path = entry.path().join("topic.json");
+            match read_meta(&path) {
+                Ok(meta) => found.push((name, meta.partitions)),
+                Err(reason) => {
+                    error!(topic = %name, path = %path.display(), reason = %reason,
+                        "Topic metadata is damaged; refusing the topic (its data is left untouched).");
+                    damaged.insert(name, (path, reason));
+                }
+            }
+        }
         let store = Arc::new(Store {
             cfg,
             topics: RwLock::new(HashMap::new()),
+            damaged,
+            creating: Mutex::new(()),
             shutdown,
+            _lock: lock,
         });
-        let tdir = store.cfg.data_dir.join("topics");
-        std::fs::create_dir_all(&tdir).map_err(|source| StoreError::Io {
-            topic: "*".into(),
-            source,
-        })?;
-        let entries = std::fs::read_dir(&tdir).map_err(|source| StoreError::Io {
-            topic: "*".into(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !valid_name(&name) {
-                continue;
-            }
-            let meta = std::fs::read(entry.path().join("topic.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<TopicMeta>(&b).ok());
-            if let Some(meta) = meta {
-                store.open_topic(&name, meta.partitions)?;
-            }
+        for (name, partitions) in found {
+            store.open_topic(&name, partitions)?;
         }
         Ok(store)
     }
@@ -143,6 +171,13 @@ impl Store {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
+        if let Some((path, reason)) = self.damaged.get(name) {
+            return Err(StoreError::Damaged {
+                topic: name.to_owned(),
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+        }
         if !valid_name(name) {
             return Err(StoreError::InvalidName(name.to_owned()));
         }
@@ -150,17 +185,32 @@ impl Store {
         if n == 0 || n > 1024 {
             return Err(StoreError::InvalidPartitions(n));
         }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
         let dir = self.topic_dir(name);
         let io = |source| StoreError::Io {
             topic: name.to_owned(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        // The directories (fsynced into their parents) and the metadata
+        // (atomic, fsynced) are durable before any batch can be acknowledged
+        // in the topic; each partition directory is made durable when the
+        // partition opens.
+        durable::create_dir_durable(&dir).map_err(io)?;
         let meta = serde_json::to_vec(&TopicMeta { partitions: n })
             .map_err(|e| io(io::Error::other(e)))?;
-        write_atomic(&dir.join("topic.json"), &meta).map_err(io)?;
+        durable::write_atomic(&dir.join("topic.json"), &meta).map_err(io)?;
         info!(topic = name, partitions = n, "Created topic.");
         self.open_topic(name, n)
+    }
+
+    /// Topics refused at start because their metadata is damaged.
+    pub fn damaged_topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.damaged.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
@@ -256,18 +306,81 @@ fn spawn_sync_task(
     });
 }
 
-/// Writes a small file atomically: temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+/// Reads a topic's metadata; any problem is returned as a sentence.
+fn read_meta(path: &Path) -> Result<TopicMeta, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if meta.partitions == 0 || meta.partitions > 1024 {
+        return Err(format!("partition count {} out of range", meta.partitions));
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+    Ok(meta)
+}
+
+pub use durable::write_atomic;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            data_dir: dir.to_path_buf(),
+            default_partitions: 2,
+            segment_bytes: 1 << 20,
+            retention_bytes: None,
+            retention: None,
+            fsync: FsyncPolicy::Batch,
+            fsync_interval: Duration::from_millis(10),
+        }
     }
-    Ok(())
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let first = Store::open(cfg(dir.path()), rx.clone()).unwrap();
+        let Err(e) = Store::open(cfg(dir.path()), rx.clone()) else {
+            panic!("second store opened");
+        };
+        assert!(e.to_string().contains("another collector"), "{e}");
+        drop(first);
+        Store::open(cfg(dir.path()), rx).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_damaged_topic_json_refuses_the_topic_instead_of_resetting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let store = Store::open(cfg(dir.path()), rx.clone()).unwrap();
+        store.get_or_create("t", Some(3)).unwrap();
+        drop(store);
+        let meta = dir.path().join("topics/t/topic.json");
+        let text = std::fs::read(&meta).unwrap();
+        std::fs::write(&meta, &text[..text.len() / 2]).unwrap();
+        let store = Store::open(cfg(dir.path()), rx).unwrap();
+        assert_eq!(store.damaged_topics(), vec!["t".to_owned()]);
+        assert!(store.topic("t").is_none());
+        let e = store.get_or_create("t", None).err().unwrap();
+        assert!(matches!(e, StoreError::Damaged { .. }), "{e}");
+        // Nothing was rewritten.
+        assert_eq!(std::fs::read(&meta).unwrap(), &text[..text.len() / 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_first_writes_to_a_new_topic_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let store = Store::open(cfg(dir.path()), rx).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    s.get_or_create("new", None).map(|t| t.partitions.len())
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.await.unwrap().unwrap(), 2);
+        }
+    }
 }
