@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
-use weir_core::batch::{self, BatchError, BatchHeader};
+use weir_core::batch::{self, BatchHeader};
+use weir_core::decode::InvalidBatch;
 
 use super::producers::{Check, Producers};
 use super::segment::Segment;
@@ -31,13 +32,16 @@ pub struct PartitionLimits {
     pub retention_ms: Option<i64>,
     /// When false (fsync policy `none`) appends count as durable at once.
     pub sync_before_ack: bool,
+    /// Bounds every batch is validated against before it is appended.
+    pub batch_limits: weir_core::decode::Limits,
 }
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    #[error(transparent)]
-    Corrupt(#[from] BatchError),
+    /// The batch is malformed: header, CRC or records (resending it will not help).
+    #[error("invalid batch: {0}")]
+    Corrupt(#[from] InvalidBatch),
     #[error("out of order sequence from producer {producer_id}: got {got}, expected {expected}")]
     OutOfOrder {
         producer_id: i64,
@@ -173,7 +177,9 @@ impl Partition {
 
     /// Validates and appends one batch, unless it is a duplicate. Blocking.
     pub fn append(&self, mut bytes: Vec<u8>) -> Result<Appended, AppendError> {
-        let mut h = batch::verify(&bytes)?;
+        // Every record is checked here, in the one append path every
+        // front-end uses, so no consumer is ever served a batch it cannot read.
+        let mut h = weir_core::decode::validate(&bytes, &self.limits.batch_limits)?;
         let mut inner = self.lock();
         if inner.failed {
             return Err(AppendError::Storage(
@@ -410,6 +416,7 @@ mod tests {
             retention_bytes: None,
             retention_ms: None,
             sync_before_ack: true,
+            batch_limits: Default::default(),
         }
     }
 
@@ -438,6 +445,21 @@ mod tests {
             Err(AppendError::OutOfOrder { expected: 20, .. })
         ));
         assert_eq!(p.stats().1, 20);
+    }
+
+    #[test]
+    fn a_batch_whose_record_count_lies_is_refused_at_ingest_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 0, limits(1 << 20)).unwrap();
+        let mut b = batch(-1, -1, 3);
+        b[23..27].copy_from_slice(&3i32.to_be_bytes()); // last_offset_delta
+        b[57..61].copy_from_slice(&4i32.to_be_bytes()); // record_count
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let e = p.append(b).unwrap_err();
+        assert!(matches!(e, AppendError::Corrupt(_)), "{e}");
+        assert!(e.to_string().contains("record 3"), "{e}");
+        assert_eq!(p.stats().1, 0, "nothing appended");
     }
 
     #[test]

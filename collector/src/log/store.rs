@@ -41,6 +41,8 @@ pub struct StoreConfig {
     pub retention: Option<Duration>,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
+    /// Bounds every batch is validated against before it is appended.
+    pub batch_limits: weir_core::decode::Limits,
 }
 
 /// A topic and its partitions.
@@ -227,6 +229,7 @@ impl Store {
             retention_bytes: self.cfg.retention_bytes,
             retention_ms: self.cfg.retention.map(|d| d.as_millis() as i64),
             sync_before_ack: self.cfg.fsync != FsyncPolicy::None,
+            batch_limits: self.cfg.batch_limits,
         };
         let mut partitions = Vec::with_capacity(n as usize);
         for id in 0..n {
@@ -331,6 +334,7 @@ mod tests {
             retention: None,
             fsync: FsyncPolicy::Batch,
             fsync_interval: Duration::from_millis(10),
+            batch_limits: Default::default(),
         }
     }
 
