@@ -161,6 +161,7 @@ impl CollectorConfig {
                 min_timestamp: self.record_timestamps.min.0,
                 max_timestamp: self.record_timestamps.max.0,
             },
+            metrics: Default::default(),
         }
     }
 }

@@ -43,13 +43,15 @@ pub async fn serve(
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let mut store_cfg = cfg.store();
+    store_cfg.metrics = log::store::StoreMetrics::register(&registry);
     let store =
-        log::Store::open(cfg.store(), stop_rx.clone()).map_err(|source| ServeError::Store {
+        log::Store::open(store_cfg, stop_rx.clone()).map_err(|source| ServeError::Store {
             dir: cfg.data_dir.display().to_string(),
             source,
         })?;
     let groups = Arc::new(groups::Groups::new(&cfg.data_dir));
-    let registry = Registry::new();
     let state = server::AppState::new(
         store.clone(),
         groups,

@@ -363,7 +363,7 @@ async fn fetch(
             Ok(r) => r,
             Err(r) => return r,
         };
-        let (bytes, next) = match res {
+        let fetched = match res {
             Ok(v) => v,
             Err(ReadError::OutOfRange { offset, start, end }) => {
                 return err(
@@ -381,17 +381,22 @@ async fn fetch(
             }
         };
         let now = tokio::time::Instant::now();
-        if !bytes.is_empty() || now >= deadline {
+        if !fetched.bytes.is_empty() || !fetched.lost.is_empty() || now >= deadline {
             let (start, end) = p.bounds();
             let mut h = HeaderMap::new();
             h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
-            h.insert(HEADER_NEXT_OFFSET, HeaderValue::from(next));
+            h.insert(HEADER_NEXT_OFFSET, HeaderValue::from(fetched.next));
             h.insert(HEADER_END_OFFSET, HeaderValue::from(end));
             h.insert(HEADER_START_OFFSET, HeaderValue::from(start));
-            return (h, bytes).into_response();
+            if !fetched.lost.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&format_lost(&fetched.lost)) {
+                    h.insert(HEADER_LOST_OFFSETS, v);
+                }
+            }
+            return (h, fetched.bytes).into_response();
         }
         // Long-poll: wake when the durable end passes the requested offset.
         let offset = q.offset;

@@ -11,11 +11,20 @@
 //! Segment format and recovery: `segment.rs`. Dedup: `producers.rs`.
 //! Durability and reads: `partition.rs`. Topics and sync tasks: `store.rs`.
 
+pub mod cache;
+pub mod checkpoint;
 pub mod durable;
+pub mod index;
 pub mod partition;
 pub mod producers;
+pub mod quarantine;
+mod recovery;
+#[cfg(test)]
+mod recovery_tests;
+pub mod scan;
 pub mod segment;
+pub mod snapshot;
 pub mod store;
 
-pub use partition::{AppendError, Appended, Partition, PartitionLimits, ReadError};
+pub use partition::{AppendError, Appended, Fetched, Partition, PartitionLimits, ReadError};
 pub use store::{FsyncPolicy, Store, StoreConfig, Topic};

@@ -13,7 +13,7 @@ use tracing::{error, info};
 use weir_core::protocol::valid_name;
 
 use super::durable::{self, DirLock, LockError};
-use super::partition::{Partition, PartitionLimits};
+use super::partition::{Partition, PartitionLimits, Shared};
 
 /// When the collector fsyncs before acknowledging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,6 +43,38 @@ pub struct StoreConfig {
     pub fsync_interval: Duration,
     /// Bounds every batch is validated against before it is appended.
     pub batch_limits: weir_core::decode::Limits,
+    /// Counters the store updates (registered by the caller).
+    pub metrics: StoreMetrics,
+}
+
+/// Sealed segments kept open for reading, across all partitions.
+pub const OPEN_SEALED_SEGMENTS: usize = 64;
+
+/// Counters of on-disk damage found by recovery and reads.
+#[derive(Debug, Clone, Default)]
+pub struct StoreMetrics {
+    /// `weir_collector_damaged_batches_total`: damaged regions found (each one or more batches).
+    pub damaged_batches: weir_core::metrics::Counter,
+    /// `weir_collector_damaged_bytes_total`: bytes in them.
+    pub damaged_bytes: weir_core::metrics::Counter,
+}
+
+impl StoreMetrics {
+    /// The counters, registered in `registry`.
+    pub fn register(registry: &weir_core::metrics::Registry) -> Self {
+        StoreMetrics {
+            damaged_batches: registry.counter(
+                "weir_collector_damaged_batches_total",
+                "Damaged regions (one or more batches each) found in the log; their records are lost.",
+                &[],
+            ),
+            damaged_bytes: registry.counter(
+                "weir_collector_damaged_bytes_total",
+                "Bytes of damaged regions found in the log.",
+                &[],
+            ),
+        }
+    }
 }
 
 /// A topic and its partitions.
@@ -80,6 +112,7 @@ pub enum StoreError {
 /// All topics of a collector.
 pub struct Store {
     cfg: StoreConfig,
+    shared: Shared,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Topics found with damaged metadata at start: refused, never recreated
     /// (recreating would overwrite the metadata and reset the topic).
@@ -123,7 +156,13 @@ impl Store {
                 }
             }
         }
+        raise_file_limit();
+        let shared = Shared {
+            cache: Arc::new(super::cache::SegmentCache::new(OPEN_SEALED_SEGMENTS)),
+            metrics: cfg.metrics.clone(),
+        };
         let store = Arc::new(Store {
+            shared,
             cfg,
             topics: RwLock::new(HashMap::new()),
             damaged,
@@ -234,10 +273,12 @@ impl Store {
         let mut partitions = Vec::with_capacity(n as usize);
         for id in 0..n {
             let dir = self.topic_dir(name).join(id.to_string());
-            let p = Partition::open(&dir, id, limits.clone()).map_err(|source| StoreError::Io {
-                topic: name.to_owned(),
-                source,
-            })?;
+            let p = Partition::open_shared(&dir, id, limits.clone(), self.shared.clone()).map_err(
+                |source| StoreError::Io {
+                    topic: name.to_owned(),
+                    source,
+                },
+            )?;
             let p = Arc::new(p);
             spawn_sync_task(
                 p.clone(),
@@ -309,6 +350,23 @@ fn spawn_sync_task(
     });
 }
 
+/// Raises the soft limit on open files to the hard limit: the collector
+/// keeps one file open per partition (plus a bounded set of sealed segments),
+/// and a low default soft limit (often 1024) must not stop it from starting.
+fn raise_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Reads a topic's metadata; any problem is returned as a sentence.
 fn read_meta(path: &Path) -> Result<TopicMeta, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -335,6 +393,7 @@ mod tests {
             fsync: FsyncPolicy::Batch,
             fsync_interval: Duration::from_millis(10),
             batch_limits: Default::default(),
+            metrics: Default::default(),
         }
     }
 
