@@ -4,6 +4,8 @@
 //!
 //! Every wait here is bounded in time and returns or panics by itself.
 
+pub mod powercut;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

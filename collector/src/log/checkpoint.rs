@@ -119,7 +119,11 @@ impl Checkpoint {
             .write(true)
             .open(&self.path)?;
         let generation = self.generation + 1;
-        let at = if generation.is_multiple_of(2) { 0 } else { SLOT };
+        let at = if generation.is_multiple_of(2) {
+            0
+        } else {
+            SLOT
+        };
         f.write_all_at(&encode_slot(generation, mark), at)?;
         f.sync_data()?;
         self.generation = generation;
