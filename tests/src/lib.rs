@@ -106,7 +106,14 @@ impl Collector {
 
     /// Starts on `addr` (to come back on the same port after a kill).
     pub fn start_on(data: &Path, addr: SocketAddr) -> Collector {
-        let addr_file = data.with_extension("addr");
+        Self::start_with(data, addr, &data.with_extension("x"), &[])
+    }
+
+    /// Starts on `addr` with extra `serve` arguments; its address and log
+    /// files are `side` with the extensions `addr` and `log` (outside the
+    /// data directory's filesystem, if that one is to lose power).
+    pub fn start_with(data: &Path, addr: SocketAddr, side: &Path, extra: &[&str]) -> Collector {
+        let addr_file = side.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut last = None;
         // The port of a killed collector can take a moment to be free again.
@@ -115,8 +122,9 @@ impl Collector {
             cmd.args(["serve", "--listen", &addr.to_string(), "--data"])
                 .arg(data)
                 .arg("--addr-file")
-                .arg(&addr_file);
-            let mut proc = spawn(&mut cmd, data.with_extension("log"));
+                .arg(&addr_file)
+                .args(extra);
+            let mut proc = spawn(&mut cmd, side.with_extension("log"));
             let bound = wait_for(Duration::from_secs(10), || {
                 if let Ok(Some(_)) = proc.child.try_wait() {
                     return Some(None);
