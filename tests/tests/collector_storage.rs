@@ -176,7 +176,7 @@ mod powercut_load {
             c.proc.kill9();
             stop.store(true, Ordering::SeqCst);
             producer = load.join().unwrap();
-            let torn = (rand(&mut rng) >> 17) % 2 == 0;
+            let torn = (rand(&mut rng) >> 17).is_multiple_of(2);
             fs.handle.cut(torn);
             eprintln!(
                 "round {round}: {} records acknowledged, cut (torn: {torn})",
