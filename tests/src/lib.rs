@@ -258,6 +258,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// A minimal HTTP/1.1 POST of `body` over loopback: (status, body), or `None` on any failure.
+pub fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
+    Some((status, buf[split + 4..].to_vec()))
+}
+
 /// Every record of `topic` as printed by `weir-collector consume --from earliest`.
 pub fn consume_all(url: &str, topic: &str) -> Vec<serde_json::Value> {
     consume(url, topic, &["--from", "earliest"])

@@ -5,7 +5,121 @@
 use std::process::Command;
 use std::time::Duration;
 
+use weir_core::record::{encode_batch, Compression, ProducerStamp};
+use weir_core::{Event, Metadata};
 use weir_tests::*;
+
+fn batch_of(first: u64, n: u64) -> Vec<u8> {
+    let events: Vec<Event> = (first..first + n)
+        .map(|i| Event::from_message(format!("r{i}"), Metadata::default()))
+        .collect();
+    let stamp = ProducerStamp {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+    encode_batch(&events, stamp, Compression::None)
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn a_damaged_sealed_segment_loses_one_batch_and_the_consumer_reports_it_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let cfg = dir.path().join("collector.yaml");
+    std::fs::write(&cfg, "segment_bytes: 8KiB\n").unwrap();
+    let cfg = cfg.to_string_lossy().into_owned();
+    let side = dir.path().join("c");
+    let mut c = Collector::start_with(&data, free_port(), &side, &["-c", &cfg]);
+    for k in 0..100u64 {
+        let (status, body) = http_post(c.addr, "/v1/produce/t/0", &batch_of(k * 5, 5)).unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    // A batch whose record count lies is refused with a reason.
+    let mut bad = batch_of(0, 3);
+    bad[57..61].copy_from_slice(&4i32.to_be_bytes());
+    bad[23..27].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c_of(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (status, body) = http_post(c.addr, "/v1/produce/t/0", &bad).unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("corrupt_batch") && body.contains("record 3"),
+        "{body}"
+    );
+    assert_eq!(
+        c.proc
+            .terminate(Duration::from_secs(15))
+            .map(|s| s.success()),
+        Some(true)
+    );
+
+    // Flip one byte in the header of the third batch of the first (sealed) segment.
+    let seg = data.join("topics/t/0/00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let len0 = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize + 12;
+    let pos = 2 * len0; // all test batches have the same size
+    bytes[pos + 16] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let c = Collector::start_with(&data, c.addr, &side, &["-c", &cfg]);
+    let out = Command::new(bin("weir-collector"))
+        .args([
+            "consume",
+            "--url",
+            &c.url(),
+            "--topic",
+            "t",
+            "--from",
+            "earliest",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("records 10..14 lost to damage"), "{err}");
+    let got: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let want: Vec<i64> = (0..500).filter(|o| !(10..15).contains(o)).collect();
+    assert_eq!(got, want, "every other record, at its offset");
+    let m = http_get(c.addr, "/metrics").unwrap();
+    assert!(m.contains("weir_collector_damaged_batches_total 1"), "{m}");
+    assert!(data
+        .join("topics/t/0/quarantine/00000000000000000000.log")
+        .exists());
+    assert!(c
+        .proc
+        .log_text()
+        .contains("Damaged batches in a log segment"));
+}
+
+fn crc32c_of(b: &[u8]) -> u32 {
+    // CRC-32C (Castagnoli), bitwise: test code, a few hundred bytes.
+    let mut crc = !0u32;
+    for &x in b {
+        crc ^= u32::from(x);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
 
 #[test]
 fn a_second_collector_on_the_same_data_directory_exits_with_a_clear_message() {
@@ -31,7 +145,6 @@ fn a_second_collector_on_the_same_data_directory_exits_with_a_clear_message() {
 
 mod powercut_load {
     use std::collections::BTreeMap;
-    use std::io::{Read, Write};
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -60,23 +173,6 @@ mod powercut_load {
         *x ^= *x >> 7;
         *x ^= *x << 17;
         *x
-    }
-
-    fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .ok()?;
-        s.write_all(body).ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let status = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
-        Some((status, buf[split + 4..].to_vec()))
     }
 
     impl Producer {
@@ -109,7 +205,7 @@ mod powercut_load {
                     self.pending = Some((ns, b));
                 }
                 let (ns, bytes) = self.pending.clone().unwrap();
-                match post(addr, "/v1/produce/t/0", &bytes) {
+                match http_post(addr, "/v1/produce/t/0", &bytes) {
                     Some((200, body)) => {
                         let ack: serde_json::Value = serde_json::from_slice(&body).unwrap();
                         let base = ack["base_offset"].as_i64().unwrap();
