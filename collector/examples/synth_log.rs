@@ -15,19 +15,33 @@ fn main() -> std::io::Result<()> {
         std::process::exit(1);
     };
     let total = (gib.parse::<f64>().unwrap_or(1.0) * (1u64 << 30) as f64) as u64;
-    let seg_bytes = args.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(256) << 20;
+    let seg_bytes = args
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(256)
+        << 20;
     let events: Vec<Event> = (0..50)
-        .map(|i| Event::from_message(format!("synthetic line {i:04} {}", "x".repeat(100)), Metadata::default()))
+        .map(|i| {
+            Event::from_message(
+                format!("synthetic line {i:04} {}", "x".repeat(100)),
+                Metadata::default(),
+            )
+        })
         .collect();
     let stamp = ProducerStamp {
         producer_id: -1,
         producer_epoch: -1,
         base_sequence: -1,
     };
-    let template = encode_batch(&events, stamp, Compression::None).map_err(std::io::Error::other)?.to_vec();
+    let template = encode_batch(&events, stamp, Compression::None)
+        .map_err(std::io::Error::other)?
+        .to_vec();
     let pdir = std::path::Path::new(&dir).join("topics/bench/0");
     std::fs::create_dir_all(&pdir)?;
-    std::fs::write(std::path::Path::new(&dir).join("topics/bench/topic.json"), br#"{"partitions":1}"#)?;
+    std::fs::write(
+        std::path::Path::new(&dir).join("topics/bench/topic.json"),
+        br#"{"partitions":1}"#,
+    )?;
     let (mut written, mut offset) = (0u64, 0i64);
     while written < total {
         let mut seg = Vec::with_capacity(seg_bytes as usize + template.len());
@@ -41,6 +55,9 @@ fn main() -> std::io::Result<()> {
         written += seg.len() as u64;
         std::fs::write(pdir.join(format!("{base:020}.log")), &seg)?;
     }
-    println!("{written} bytes, {offset} records, batches of {} bytes", template.len());
+    println!(
+        "{written} bytes, {offset} records, batches of {} bytes",
+        template.len()
+    );
     Ok(())
 }

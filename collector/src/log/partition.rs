@@ -418,6 +418,32 @@ impl Partition {
         Ok(())
     }
 
+    /// At a clean stop: makes everything durable, then writes the active
+    /// segment's index and a producer snapshot at its end, so the next start
+    /// scans only what is appended after this (nothing, if none). Blocking.
+    pub fn close(&self) -> io::Result<()> {
+        let (ix, snap) = {
+            let inner = self.lock();
+            let end = inner.active.next_offset();
+            (
+                inner.active.index.clone(),
+                snapshot::encode(&inner.producers, end),
+            )
+        };
+        // Everything the captured index covers is made durable first.
+        self.sync()?;
+        if ix.summary.size == 0 {
+            return Ok(());
+        }
+        let _one = lock(&self.sync_lock);
+        ix.write(&index::path(&self.dir, ix.summary.base_offset))?;
+        snapshot::write(&snapshot::path(&self.dir, ix.summary.next_offset), &snap)?;
+        for (_, old) in snapshot::list(&self.dir).into_iter().skip(2) {
+            let _ = std::fs::remove_file(old);
+        }
+        durable::sync_dir(&self.dir)
+    }
+
     /// A receiver for the durable end.
     pub fn durable(&self) -> watch::Receiver<Durable> {
         self.durable.subscribe()

@@ -93,6 +93,8 @@ pub(super) fn recover(dir: &Path, shared: &Shared, max_batch: u64) -> io::Result
     let mut gaps: Vec<(i64, i64)> = Vec::new();
     let mut replay: Vec<BatchHeader> = Vec::new();
     let end = ckpt.map(|m| m.end_offset);
+    // Where the header replay of the last segment starts (past a trusted prefix).
+    let mut scanned_from = bases.last().map_or(0, |b| b.0);
     let mut active = match bases.last() {
         Some((base, path)) => open_active(
             dir,
@@ -104,6 +106,7 @@ pub(super) fn recover(dir: &Path, shared: &Shared, max_batch: u64) -> io::Result
             &mut r,
             &mut replay,
             &mut sealed,
+            &mut scanned_from,
         )?,
         None => {
             let a = Active::create(dir, end.unwrap_or(0))?;
@@ -146,8 +149,8 @@ pub(super) fn recover(dir: &Path, shared: &Shared, max_batch: u64) -> io::Result
     let first = sealed
         .first()
         .map_or(active.index.summary.base_offset, |s| s.summary.base_offset);
-    let scanned_from = bases.last().map_or(first, |b| b.0);
-    let producers = rebuild_producers(dir, &sealed, scanned_from, replay, first, max_batch)?;
+    let last = bases.last().map(|(b, p)| (*b, p.clone()));
+    let producers = rebuild_producers(dir, &sealed, last, scanned_from, replay, first, max_batch)?;
     if ckpt.is_none() {
         let created = checkpoint.write(super::checkpoint::Mark {
             end_offset: active.next_offset(),
@@ -265,7 +268,7 @@ pub(super) fn rebuild_sealed(
     Ok((ix, damage))
 }
 
-/// The last batch named by the summary is whole, ends the file and passes its CRC.
+/// The last batch named by the summary is whole, ends at the summary's size and passes its CRC.
 fn last_batch_ok(path: &Path, s: &SegmentSummary, max_batch: u64) -> io::Result<bool> {
     if s.size == 0 {
         return Ok(s.next_offset == s.base_offset);
@@ -303,13 +306,30 @@ fn open_active(
     r: &mut Reporter,
     replay: &mut Vec<BatchHeader>,
     sealed: &mut Vec<Sealed>,
+    scanned_from: &mut i64,
 ) -> io::Result<Active> {
     let file = OpenOptions::new().read(true).append(true).open(path)?;
     let len = file.metadata()?.len();
-    let mut index = SparseIndex::new(base);
+    // A clean stop leaves the active segment's index: the prefix it covers
+    // was fsynced before it was written and is never changed (appends only;
+    // cuts happen only past the checkpoint), so only what follows it is scanned.
+    let trusted = index::read(&index::path(dir, base)).filter(|ix| {
+        ix.summary.base_offset == base
+            && ix.summary.size > 0
+            && ix.summary.size <= len
+            && last_batch_ok(path, &ix.summary, max_batch).unwrap_or(false)
+    });
+    let (mut index, from_pos, from_offset) = match trusted {
+        Some(ix) => {
+            let (p, o) = (ix.summary.size, ix.summary.next_offset);
+            (ix, p, o)
+        }
+        None => (SparseIndex::new(base), 0, base),
+    };
+    *scanned_from = from_offset;
     let mut damage: Vec<Damage> = Vec::new();
     let mut cut = None;
-    let mut sc = Scanner::new(&file, 0, len, base, i64::MAX, max_batch);
+    let mut sc = Scanner::new(&file, from_pos, len, from_offset, i64::MAX, max_batch);
     while let Some(item) = sc.next_item()? {
         match item {
             Item::Batch { pos, header, .. } => {
@@ -374,11 +394,14 @@ fn open_active(
 }
 
 /// Producer state: the newest usable snapshot, then the headers after it.
+/// `last` is the last segment file (its base and path); its headers from
+/// `scanned_from` on were collected by its scan (`tail_headers`).
 fn rebuild_producers(
     dir: &Path,
     sealed: &[Sealed],
+    last: Option<(i64, PathBuf)>,
     scanned_from: i64,
-    active_headers: Vec<BatchHeader>,
+    tail_headers: Vec<BatchHeader>,
     log_start: i64,
     max_batch: u64,
 ) -> io::Result<Producers> {
@@ -393,33 +416,51 @@ fn rebuild_producers(
             got.filter(|(off, _)| *off == o)
         });
     let (from, mut producers) = snap.unwrap_or((i64::MIN, Producers::default()));
-    // Sealed segments after the snapshot (none in the usual case); the last
-    // segment's headers were collected by its scan.
-    for s in sealed
+    if from == i64::MIN && !sealed.is_empty() {
+        info!(dir = %dir.display(), "No producer snapshot: rebuilding producer state from the batch headers.");
+    }
+    let last_base = last.as_ref().map_or(i64::MAX, |l| l.0);
+    // Segment files before the snapshot's position: sealed ones (none in the
+    // usual case), then the part of the last one its scan skipped.
+    let mut files: Vec<(PathBuf, i64, u64, i64)> = sealed
         .iter()
-        .filter(|s| s.summary.next_offset > from && s.summary.base_offset < scanned_from)
-    {
-        if from == i64::MIN && s.summary.base_offset == log_start {
-            info!(dir = %dir.display(), "No producer snapshot: rebuilding producer state from every batch header.");
-        }
-        let f = File::open(&s.path)?;
-        let mut sc = Scanner::new(
-            &f,
-            0,
-            s.summary.size,
-            s.summary.base_offset,
-            s.summary.next_offset,
-            max_batch,
-        );
+        .filter(|s| s.summary.next_offset > from && s.summary.base_offset < last_base)
+        .map(|s| {
+            (
+                s.path.clone(),
+                s.summary.base_offset,
+                s.summary.size,
+                s.summary.next_offset,
+            )
+        })
+        .collect();
+    if let Some((base, path)) = last.filter(|_| from < scanned_from && scanned_from > last_base) {
+        let len = std::fs::metadata(&path)?.len();
+        files.push((path, base, len, scanned_from));
+    }
+    for (path, base, size, next) in files {
+        let f = File::open(&path)?;
+        let mut sc = Scanner::new(&f, 0, size, base, next, max_batch);
         while let Some(item) = sc.next_item()? {
             if let Item::Batch { header, .. } = item {
+                if header.base_offset >= next {
+                    break;
+                }
                 if header.base_offset >= from {
                     producers.record(&header);
                 }
             }
         }
     }
-    for h in active_headers.iter().filter(|h| h.base_offset >= from) {
+    if from < scanned_from && scanned_from > log_start {
+        // Snapshot the state where the scan started, so the next start does
+        // not replay these headers again.
+        let p = snapshot::path(dir, scanned_from);
+        if let Err(e) = snapshot::write(&p, &snapshot::encode(&producers, scanned_from)) {
+            warn!(path = %p.display(), error = %e, "Failed to write a producer snapshot.");
+        }
+    }
+    for h in tail_headers.iter().filter(|h| h.base_offset >= from) {
         producers.record(h);
     }
     producers.expire_below(log_start);

@@ -306,11 +306,12 @@ impl Store {
             .sum()
     }
 
-    /// Syncs every partition; used at shutdown. Blocking.
+    /// Syncs every partition and writes what makes the next start fast
+    /// (`Partition::close`); used at shutdown. Blocking.
     pub fn sync_all(&self) {
         for t in self.topics() {
             for p in &t.partitions {
-                if let Err(e) = p.sync() {
+                if let Err(e) = p.close() {
                     error!(topic = %t.name, partition = p.id, error = %e, "Final fsync failed.");
                 }
             }
