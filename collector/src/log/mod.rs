@@ -29,9 +29,9 @@
 //!    range; every other record stays readable at its offset.
 //! 4. **Every stored batch was validated** (`weir_core::decode::validate`):
 //!    header, CRC, every record, count, compression, bounded size, timestamps.
-//! 5. **Start-up reads O(segments + active segment)**, not O(log): a sealed
+//! 5. **Start-up reads O(segments + unindexed tail)**, not O(log): a sealed
 //!    segment costs its index header and its last batch; the active segment
-//!    is scanned fully. Files open: the active segment of each partition plus
+//!    is scanned from the end of the index a clean stop wrote for it. Files open: the active segment of each partition plus
 //!    at most [`store::OPEN_SEALED_SEGMENTS`] sealed ones (`cache.rs`).
 //! 6. **Retention uses the collector's own append time** (monotonic per
 //!    partition, kept in the index and the checkpoint), never producer

@@ -6,7 +6,7 @@
 //! | sealed segment whose index header matches (size, last batch CRC) | trusted: 72 + one batch read, no scan; full CRC checks happen on every read |
 //! | sealed segment with no index, a damaged one, or a mismatch | scanned in full, index rebuilt (append times = restart time, so retention never deletes early) |
 //! | damage in a sealed segment | kept in place, copied to `quarantine/`, reported (log, metrics); readers get the lost range and every other batch |
-//! | active segment | scanned in full with CRC |
+//! | active segment | scanned with CRC from the end of the index a clean stop wrote for it (in full without one); the prefix that index covers is checked like a sealed segment |
 //! | bad batch in the active segment at or past the checkpoint | a torn, never acknowledged tail: cut (the producer resends it) |
 //! | bad batch in the active segment below the checkpoint | acknowledged data damaged: kept, quarantined, reported; the segment is sealed and a new one starts at the end |
 //! | no checkpoint (older data dir, or both slots damaged): bad batch followed by a good one | damage, as above; with nothing good after it: a torn tail, cut, and a copy of the cut bytes kept in `quarantine/` |
