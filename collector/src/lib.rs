@@ -69,13 +69,15 @@ pub async fn serve(
     };
     raise_open_files_limit(cfg.limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let mut store_cfg = cfg.store();
+    store_cfg.metrics = log::store::StoreMetrics::register(&registry);
     let store =
-        log::Store::open(cfg.store(), stop_rx.clone()).map_err(|source| ServeError::Store {
+        log::Store::open(store_cfg, stop_rx.clone()).map_err(|source| ServeError::Store {
             dir: cfg.data_dir.display().to_string(),
             source,
         })?;
     let groups = Arc::new(groups::Groups::new(&cfg.data_dir));
-    let registry = Registry::new();
     let (drain_tx, drain_rx) = watch::channel(false);
     let service = service::Service::new(
         store.clone(),

@@ -22,6 +22,31 @@ pub const HEADER_NEXT_OFFSET: &str = "x-weir-next-offset";
 pub const HEADER_END_OFFSET: &str = "x-weir-end-offset";
 /// Response header on fetch: the partition's first retained offset.
 pub const HEADER_START_OFFSET: &str = "x-weir-start-offset";
+/// Response header on fetch, present when records in the answered range were
+/// lost to on-disk damage: inclusive offset ranges `first-last`, comma
+/// separated, in order (e.g. `120-135,200-200`). The batches in the body are
+/// every intact record around them; the next offset is past them.
+pub const HEADER_LOST_OFFSETS: &str = "x-weir-lost-offsets";
+
+/// Formats lost ranges for [`HEADER_LOST_OFFSETS`].
+pub fn format_lost(ranges: &[(i64, i64)]) -> String {
+    ranges
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses [`HEADER_LOST_OFFSETS`]; malformed parts are skipped.
+pub fn parse_lost(s: &str) -> Vec<(i64, i64)> {
+    s.split(',')
+        .filter_map(|r| {
+            let (a, b) = r.trim().split_once('-')?;
+            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
 
 /// Body of a topic creation request.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -165,6 +190,13 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_ranges_round_trip_and_garbage_is_skipped() {
+        let r = vec![(120, 135), (200, 200)];
+        assert_eq!(parse_lost(&format_lost(&r)), r);
+        assert_eq!(parse_lost("x,5-3,7-9,-"), vec![(7, 9)]);
+    }
 
     #[test]
     fn names_that_could_escape_the_data_dir_are_invalid() {

@@ -143,7 +143,7 @@ impl Service {
             let stored = stored.map_err(|e| {
                 ServiceError::Storage(format!("reading the stored batch to compare: {e}"))
             })?;
-            compare_stored(&sent, sent_crc, &appended, &stored.0)?;
+            compare_stored(&sent, sent_crc, &appended, &stored.bytes)?;
             self.counters.duplicates.inc();
         } else {
             self.counters.batches.inc();

@@ -20,7 +20,11 @@ pub(crate) struct Fixture {
 }
 
 pub(crate) fn fixture(limits: ServiceLimits) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    fixture_in(tempfile::tempdir().unwrap(), limits)
+}
+
+/// A service over the store in `dir` (which may hold data already).
+fn fixture_in(dir: tempfile::TempDir, limits: ServiceLimits) -> Fixture {
     let (stop, stop_rx) = watch::channel(false);
     let store = Store::open(
         StoreConfig {
@@ -31,6 +35,8 @@ pub(crate) fn fixture(limits: ServiceLimits) -> Fixture {
             retention: None,
             fsync: FsyncPolicy::Batch,
             fsync_interval: Duration::from_millis(10),
+            batch_limits: Default::default(),
+            metrics: Default::default(),
         },
         stop_rx,
     )
@@ -369,4 +375,79 @@ async fn a_long_poll_wakes_on_new_data_and_ends_when_the_collector_drains() {
         .unwrap()
         .unwrap();
     assert!(got.batches.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_whose_records_are_invalid_is_refused_as_corrupt_with_its_reason() {
+    let f = fixture(ServiceLimits::default());
+    let who = agent("a", "*");
+    // The header says 4 records; the batch holds 3 (CRC fixed up).
+    let mut b = batch(-1, -1, -1, &["a", "b", "c"]);
+    b[57..61].copy_from_slice(&4i32.to_be_bytes());
+    b[23..27].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let e = produce(&f.service, &who, "t", b).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptBatch);
+    assert!(e.to_string().contains("invalid batch: record 3"), "{e}");
+    // Nothing was appended.
+    let t = f.service.describe_topic(&who, "t").await.unwrap();
+    assert_eq!(t.partitions[0].end_offset, 0);
+}
+
+#[tokio::test]
+async fn damaged_group_offsets_are_refused_through_the_service_and_never_reset() {
+    let f = fixture(ServiceLimits::default());
+    let who = Principal::anonymous();
+    let o = |offset| weir_core::protocol::GroupOffset {
+        partition: 0,
+        offset,
+    };
+    f.service
+        .commit_offsets(&who, "g", "t", vec![o(5)])
+        .await
+        .unwrap();
+    let file = f.dir.path().join("groups/g/t.json");
+    std::fs::write(&file, b"{\"0\":").unwrap();
+    let e = f.service.group_offsets(&who, "g", "t").await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(e.kind(), ErrorKind::StorageError);
+    assert!(e.to_string().contains("damaged"), "{e}");
+    let e = f
+        .service
+        .commit_offsets(&who, "g", "t", vec![o(9)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"{\"0\":", "left as found");
+}
+
+#[tokio::test]
+async fn a_topic_with_damaged_metadata_is_refused_as_damaged_not_unknown_or_recreated() {
+    let f = fixture(ServiceLimits::default());
+    let who = Principal::anonymous();
+    produce(&f.service, &who, "t", batch(-1, -1, -1, &["kept"]))
+        .await
+        .unwrap();
+    let Fixture { dir, service, .. } = f;
+    drop(service);
+    let meta = dir.path().join("topics/t/topic.json");
+    std::fs::write(&meta, b"{\"partit").unwrap();
+    let f = fixture_in(dir, ServiceLimits::default());
+    let req = FetchRequest {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait: Duration::ZERO,
+    };
+    let e = f.service.fetch(&who, req).await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    let e = f.service.describe_topic(&who, "t").await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    let e = produce(&f.service, &who, "t", batch(-1, -1, -1, &["new"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(std::fs::read(&meta).unwrap(), b"{\"partit");
 }
