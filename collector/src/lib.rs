@@ -157,8 +157,10 @@ fn spawn_retention(store: Arc<log::Store>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection
-/// and every open segment holds a descriptor. Warns when `max_connections`
-/// could still exhaust it.
+/// holds a descriptor, and the log one per partition plus a bounded set of
+/// sealed segments (`log::store::OPEN_SEALED_SEGMENTS`); a low default soft
+/// limit (often 1024) must not stop the collector from starting. Warns when
+/// `max_connections` could still exhaust it.
 fn raise_open_files_limit(max_connections: usize) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -137,6 +137,31 @@ pub enum ErrorKind {
     Unavailable,
 }
 
+impl ErrorKind {
+    /// The kind as it is written on the wire (`corrupt_batch`), for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            CorruptBatch => "corrupt_batch",
+            OutOfOrderSequence => "out_of_order_sequence",
+            ProducerFenced => "producer_fenced",
+            UnknownProducer => "unknown_producer",
+            UnknownTopicOrPartition => "unknown_topic_or_partition",
+            InvalidRequest => "invalid_request",
+            StorageError => "storage_error",
+            OffsetOutOfRange => "offset_out_of_range",
+            Unauthenticated => "unauthenticated",
+            Unauthorized => "unauthorized",
+            InvalidProducerId => "invalid_producer_id",
+            InvalidProducerEpoch => "invalid_producer_epoch",
+            EpochExhausted => "epoch_exhausted",
+            ConflictingBatch => "conflicting_batch",
+            LimitExceeded => "limit_exceeded",
+            Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Body of a producer init request (Kafka's InitProducerId).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct InitProducer {
@@ -196,6 +221,31 @@ mod tests {
         let r = vec![(120, 135), (200, 200)];
         assert_eq!(parse_lost(&format_lost(&r)), r);
         assert_eq!(parse_lost("x,5-3,7-9,-"), vec![(7, 9)]);
+    }
+
+    #[test]
+    fn every_error_kind_is_named_as_on_the_wire() {
+        use ErrorKind::*;
+        for k in [
+            CorruptBatch,
+            OutOfOrderSequence,
+            ProducerFenced,
+            UnknownProducer,
+            UnknownTopicOrPartition,
+            InvalidRequest,
+            StorageError,
+            OffsetOutOfRange,
+            Unauthenticated,
+            Unauthorized,
+            InvalidProducerId,
+            InvalidProducerEpoch,
+            EpochExhausted,
+            ConflictingBatch,
+            LimitExceeded,
+            Unavailable,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str(), "{k:?}");
+        }
     }
 
     #[test]

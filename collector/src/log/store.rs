@@ -156,7 +156,6 @@ impl Store {
                 }
             }
         }
-        raise_file_limit();
         let shared = Shared {
             cache: Arc::new(super::cache::SegmentCache::new(OPEN_SEALED_SEGMENTS)),
             metrics: cfg.metrics.clone(),
@@ -356,23 +355,6 @@ fn spawn_sync_task(
             }
         }
     });
-}
-
-/// Raises the soft limit on open files to the hard limit: the collector
-/// keeps one file open per partition (plus a bounded set of sealed segments),
-/// and a low default soft limit (often 1024) must not stop it from starting.
-fn raise_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 /// Reads a topic's metadata; any problem is returned as a sentence.

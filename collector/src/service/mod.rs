@@ -232,7 +232,8 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
-    rejected: Counter,
+    /// For `weir_collector_rejected_batches_total{reason}`, one series per kind.
+    metrics: Metrics,
 }
 
 impl Counters {
@@ -250,11 +251,19 @@ impl Counters {
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
             ),
-            rejected: c(
-                "weir_collector_rejected_batches_total",
-                "Batches refused (corrupt, out of order, fenced, unauthorised, conflict, storage).",
-            ),
+            metrics: m.clone(),
         }
+    }
+
+    /// Counts one refused batch under its reason (the wire name of its kind).
+    fn rejected(&self, kind: ErrorKind) {
+        self.metrics
+            .counter(
+                "weir_collector_rejected_batches_total",
+                "Batches refused, by reason (the error kind answered: corrupt_batch, storage_error, ...).",
+                &[("reason", kind.as_str())],
+            )
+            .inc();
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub service: Arc<Service>,
     pub drain: watch::Sender<bool>,
+    pub metrics: Metrics,
     _stop: watch::Sender<bool>,
 }
 
@@ -43,11 +44,13 @@ fn fixture_in(dir: tempfile::TempDir, limits: ServiceLimits) -> Fixture {
     .unwrap();
     let groups = Arc::new(Groups::new(dir.path()));
     let (drain, drain_rx) = watch::channel(false);
-    let service = Service::new(store, groups, limits, &Metrics::new(), drain_rx).unwrap();
+    let metrics = Metrics::new();
+    let service = Service::new(store, groups, limits, &metrics, drain_rx).unwrap();
     Fixture {
         dir,
         service,
         drain,
+        metrics,
         _stop: stop,
     }
 }
@@ -450,4 +453,34 @@ async fn a_topic_with_damaged_metadata_is_refused_as_damaged_not_unknown_or_recr
         .unwrap_err();
     assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
     assert_eq!(std::fs::read(&meta).unwrap(), b"{\"partit");
+}
+
+#[tokio::test]
+async fn every_refused_batch_is_counted_under_its_reason() {
+    let f = fixture(ServiceLimits::default());
+    let who = agent("a", "t*");
+    let mut corrupt = batch(-1, -1, -1, &["a"]);
+    corrupt[30] ^= 0xff;
+    let e = produce(&f.service, &who, "t", corrupt).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptBatch);
+    let id = f.service.init_producer(&who, None).await.unwrap();
+    let e = produce(
+        &f.service,
+        &who,
+        "t",
+        batch(id.producer_id, id.producer_epoch, 5, &["late"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownProducer);
+    // A request refused as a whole counts its batch too.
+    let e = produce(&f.service, &who, "other", batch(-1, -1, -1, &["x"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    let text = f.metrics.render();
+    for reason in ["corrupt_batch", "unknown_producer", "unauthorized"] {
+        let line = format!("weir_collector_rejected_batches_total{{reason=\"{reason}\"}} 1");
+        assert!(text.contains(&line), "missing {line} in:\n{text}");
+    }
 }
