@@ -180,8 +180,8 @@ pub struct Partition {
     shared: Shared,
     inner: Mutex<Inner>,
     checkpoint: Mutex<Checkpoint>,
-    /// Serialises syncs: two overlapping syncs could publish an end that the
-    /// other has not fsynced yet.
+    /// Serialises the data stage of syncs: two overlapping ones could take an
+    /// end that the other has not fsynced yet.
     sync_lock: Mutex<()>,
     durable: watch::Sender<Durable>,
     /// Signalled when there is something to sync.
@@ -377,6 +377,16 @@ impl Partition {
     /// Makes everything appended so far durable (see the module docs for the
     /// order) and publishes the new durable end. Blocking.
     pub fn sync(&self) -> io::Result<()> {
+        let mark = self.sync_data()?;
+        self.commit(mark)
+    }
+
+    /// Stage one of a sync: fsyncs the segments written since the last one,
+    /// writes the indexes and snapshots of segments sealed since, and fsyncs
+    /// the directory if a file was created. Returns the mark that stage two
+    /// ([`Partition::commit`]) records: every offset below its end is now on
+    /// stable storage. Blocking.
+    pub fn sync_data(&self) -> io::Result<Mark> {
         let _one = lock(&self.sync_lock);
         let (files, dir_dirty, jobs, end, append_ms) = {
             let mut inner = self.lock();
@@ -402,10 +412,19 @@ impl Partition {
                 return Err(e);
             }
         }
-        let mark = Mark {
+        Ok(Mark {
             end_offset: end,
             max_append_ms: append_ms,
-        };
+        })
+    }
+
+    /// Stage two of a sync: durably writes the checkpoint for `mark` (from
+    /// [`Partition::sync_data`], whose data is therefore already durable)
+    /// and then publishes its end: producers are acknowledged and consumers
+    /// served up to it. It may run while the next stage one fsyncs newer
+    /// data: the checkpoint never goes backwards, and it never covers an
+    /// offset whose data is not durable. Blocking.
+    pub fn commit(&self, mark: Mark) -> io::Result<()> {
         match lock(&self.checkpoint).write(mark) {
             Ok(true) => durable::sync_dir(&self.dir).inspect_err(|e| self.fail("directory", e))?,
             Ok(false) => {}
@@ -414,7 +433,8 @@ impl Partition {
                 return Err(e);
             }
         }
-        self.durable.send_modify(|d| d.end = d.end.max(end));
+        self.durable
+            .send_modify(|d| d.end = d.end.max(mark.end_offset));
         Ok(())
     }
 
@@ -683,6 +703,36 @@ mod tests {
             sync_before_ack: true,
             batch_limits: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_pipelined_commit_publishes_and_checkpoints_only_what_its_data_stage_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 0, limits(1 << 20)).unwrap();
+        p.append(batch(-1, -1, 10)).unwrap();
+        let mark = p.sync_data().unwrap();
+        assert_eq!(mark.end_offset, 10);
+        assert_eq!(
+            p.bounds().1,
+            0,
+            "nothing is published before the checkpoint"
+        );
+        // The next group is appended (and its data stage may run) before
+        // the first group's checkpoint is written.
+        p.append(batch(-1, -1, 5)).unwrap();
+        let next = p.sync_data().unwrap();
+        p.commit(mark).unwrap();
+        assert_eq!(p.bounds().1, 10, "published up to the first group only");
+        let on_disk = || match super::super::checkpoint::Checkpoint::open(dir.path()).1 {
+            super::super::checkpoint::Loaded::Valid(m) => m.end_offset,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(on_disk(), 10);
+        p.commit(next).unwrap();
+        // A late commit of an older mark moves nothing back.
+        p.commit(mark).unwrap();
+        assert_eq!(p.bounds().1, 15);
+        assert_eq!(on_disk(), 15);
     }
 
     #[test]

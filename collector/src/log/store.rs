@@ -335,6 +335,10 @@ fn spawn_sync_task(
         return;
     }
     tokio::spawn(async move {
+        // The group commit is pipelined: the checkpoint of one group is
+        // written and fsynced while the next group's data is fsynced (see
+        // `partition.rs`). At most one of each runs at a time.
+        let mut committing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
         loop {
             tokio::select! {
                 _ = p.dirty.notified() => {}
@@ -344,17 +348,40 @@ fn spawn_sync_task(
                 tokio::time::sleep(interval).await;
             }
             let part = p.clone();
-            match tokio::task::spawn_blocking(move || part.sync()).await {
-                Ok(Ok(())) => {}
+            let mark = match tokio::task::spawn_blocking(move || part.sync_data()).await {
+                Ok(Ok(mark)) => mark,
                 // The partition has marked itself failed and logged why.
                 Ok(Err(_)) => break,
                 Err(e) => {
                     error!(error = %e, "Sync task panicked.");
                     break;
                 }
+            };
+            if let Some(previous) = committing.take() {
+                if !committed(previous.await) {
+                    break;
+                }
             }
+            let part = p.clone();
+            committing = Some(tokio::task::spawn_blocking(move || part.commit(mark)));
+        }
+        if let Some(last) = committing {
+            committed(last.await);
         }
     });
+}
+
+/// Whether a checkpoint commit succeeded; a failed one has marked its
+/// partition failed and logged why.
+fn committed(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> bool {
+    match r {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(e) => {
+            error!(error = %e, "Checkpoint task panicked.");
+            false
+        }
+    }
 }
 
 /// Reads a topic's metadata; any problem is returned as a sentence.
