@@ -3,3 +3,4 @@
 pub mod channel;
 pub mod config;
 pub mod runtime;
+pub mod testing;

@@ -46,6 +46,15 @@ enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the unit tests of a pipeline's transforms, in-process; exit 1 if any fails.
+    Test {
+        /// Pipeline YAML.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Tests YAML (default: `<pipeline>.tests.yaml` beside the pipeline).
+        #[arg(long)]
+        tests: Option<PathBuf>,
+    },
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -75,6 +84,17 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Test { config, tests } => {
+            let mut out = std::io::stdout();
+            match weir_agent::testing::run(&config, tests.as_deref(), &mut out) {
+                Ok(o) if o.failed == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Cmd::Run {
             config,
             data_dir,

@@ -118,6 +118,17 @@ impl<'a> IntoIterator for &'a Fields {
     }
 }
 
+impl IntoIterator for Fields {
+    type Item = (String, Value);
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(Name, Value)>, fn((Name, Value)) -> (String, Value)>;
+    /// Fields in name order, by value (transforms that rebuild events move
+    /// the values instead of cloning them).
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(|(k, v)| (k.into_owned(), v))
+    }
+}
+
 impl FromIterator<(String, Value)> for Fields {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         let mut f = Fields::new();

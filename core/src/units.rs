@@ -99,6 +99,28 @@ impl Serialize for ByteSize {
 }
 
 /// Serde adapter for `Duration` written as `"250ms"`, `"5s"`, `"1h 30m"`.
+/// A problem with duration setting `key`, in plain words, if it is outside
+/// `[min, max]`: zero spins a loop or panics a timer, and an absurd value
+/// (a year) is nearly always a typo.
+pub fn duration_problem(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if d < min {
+        Some(format!(
+            "{key}: {} is too short; the least is {}",
+            show(d),
+            show(min)
+        ))
+    } else if d > max {
+        Some(format!(
+            "{key}: {} is too long; the most is {}",
+            show(d),
+            show(max)
+        ))
+    } else {
+        None
+    }
+}
+
 pub mod duration {
     use super::*;
 

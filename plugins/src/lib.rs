@@ -3,7 +3,9 @@
 //! They are compiled in and selected by the YAML `type:` name through
 //! [`registry`]; cargo features leave out what a device build does not need.
 
+pub mod backoff;
 pub mod component;
+pub mod rate_limit;
 pub mod registry;
 pub mod sinks;
 pub mod sources;

@@ -4,15 +4,24 @@
 //!
 //! Calls block on disk I/O; async callers wrap them in `spawn_blocking`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// A state database failure.
 #[derive(Debug, thiserror::Error)]
-#[error("state database: {0}")]
-pub struct StateError(#[from] rusqlite::Error);
+pub enum StateError {
+    /// SQLite failed.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database's own consistency check failed.
+    #[error("state database is damaged: {0}")]
+    Damaged(String),
+    /// A damaged database could not be moved aside.
+    #[error("cannot move the damaged state database aside: {0}")]
+    Quarantine(String),
+}
 
 /// Where a file source stands in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +49,52 @@ impl StateStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         Self::init(Connection::open(path)?)
+    }
+
+    /// Opens the database at `path`; if it is damaged (it does not open, or
+    /// fails SQLite's `quick_check`), moves it and its WAL aside into
+    /// `quarantine/` next to it and starts an empty one. A damaged state
+    /// database must never stop the agent: sources rebuild their positions
+    /// from what the spools hold (`SourceContext::held`). Returns the store
+    /// and where the damaged copy went, if it was damaged.
+    pub fn open_or_quarantine(path: &Path) -> Result<(StateStore, Option<PathBuf>), StateError> {
+        let damage = match Self::open(path) {
+            Ok(s) => match s.check() {
+                Ok(()) => return Ok((s, None)),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        let dir = path.parent().unwrap_or(Path::new(".")).join("quarantine");
+        let stamp = weir_core::event::now_nanos();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "state.db".into());
+        let moved = dir.join(format!("{name}.{stamp}"));
+        std::fs::create_dir_all(&dir).map_err(|e| StateError::Quarantine(e.to_string()))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", path.display()));
+            if from.exists() {
+                let to = PathBuf::from(format!("{}{suffix}", moved.display()));
+                std::fs::rename(&from, &to).map_err(|e| StateError::Quarantine(e.to_string()))?;
+            }
+        }
+        tracing::error!(path = %path.display(), quarantined = %moved.display(), error = %damage,
+            "The state database is damaged; moved it aside and started an empty one. Source positions are rebuilt from the spools.");
+        Ok((Self::open(path)?, Some(moved)))
+    }
+
+    /// SQLite's fast consistency check.
+    fn check(&self) -> Result<(), StateError> {
+        let res: String = self
+            .conn()
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if res == "ok" {
+            Ok(())
+        } else {
+            Err(StateError::Damaged(res))
+        }
     }
 
     /// A private in-memory database (tests, and agents with no data dir).
@@ -169,6 +224,28 @@ mod tests {
         let s = StateStore::open(&dir.path().join("state.db")).unwrap();
         assert_eq!(s.file_checkpoints("src").unwrap(), vec![c("b", 9)]);
         assert!(s.file_checkpoints("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_database_is_moved_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = StateStore::open(&path).unwrap();
+            s.put("sink", "k", b"v").unwrap();
+        }
+        // Garbage over the header: SQLite no longer recognises the file.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..100].fill(0x5a);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(StateStore::open(&path).and_then(|s| s.check()).is_err());
+        let (s, moved) = StateStore::open_or_quarantine(&path).unwrap();
+        let moved = moved.expect("reported as damaged");
+        assert!(moved.exists() && moved.starts_with(dir.path().join("quarantine")));
+        assert_eq!(s.get("sink", "k").unwrap(), None, "a fresh database");
+        drop(s);
+        let (_, again) = StateStore::open_or_quarantine(&path).unwrap();
+        assert!(again.is_none(), "the fresh database is healthy");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Every wait here is bounded in time and returns or panics by itself.
 
 pub mod powercut;
+pub mod sensors;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -12,7 +12,8 @@ fn every_pipeline_in_the_repo_validates() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        let tests_file = p.to_string_lossy().ends_with(".tests.yaml");
+        if p.extension().is_some_and(|e| e == "yaml" || e == "yml") && !tests_file {
             let out = Command::new(bin("weir"))
                 .args(["validate", "-c"])
                 .arg(&p)
@@ -28,6 +29,83 @@ fn every_pipeline_in_the_repo_validates() {
         }
     }
     assert!(n >= 3, "expected the example pipelines, found {n}");
+}
+
+#[test]
+fn every_pipeline_with_tests_passes_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let tests = entry.unwrap().path();
+        let name = tests.to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".tests.yaml") else {
+            continue;
+        };
+        let out = Command::new(bin("weir"))
+            .args(["test", "-c", &format!("{stem}.yaml")])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name} fails:\n{report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(report.contains(" passed, 0 failed"), "{report}");
+        n += 1;
+    }
+    assert!(n >= 1, "expected example pipelines with tests");
+}
+
+#[test]
+fn a_failing_weir_test_exits_1_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "sources:\n  app: { type: file, include: [\"/x/*.log\"] }\ntransforms:\n  up:\n    type: script\n    inputs: [app]\n    source: |\n      event.message = event.message.to_upper();\n      event\nsinks:\n  out: { type: stdout, inputs: [up] }\n",
+    );
+    write_pipeline(
+        dir.path(),
+        "p.tests.yaml",
+        "tests:\n  - name: shouts\n    steps:\n      - input: app\n        events: [{ message: hello }, { message: bye }]\n    expect:\n      - output: out\n        events: [{ message: HELLO }, { message: bye }]\n",
+    );
+    let out = Command::new(bin("weir"))
+        .args(["test", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "FAIL shouts",
+        "out: the events differ (- expected, + got; 2 expected, 2 got)",
+        "      {\"message\":\"HELLO\"}",
+        "    - {\"message\":\"bye\"}",
+        "    + {\"message\":\"BYE\"}",
+        "        message: expected \"bye\", got \"BYE\"",
+        "0 passed, 1 failed",
+    ] {
+        assert!(report.contains(want), "missing {want:?} in:\n{report}");
+    }
+    // A tests file naming something that is not there is refused with its position.
+    write_pipeline(
+        dir.path(),
+        "p.tests.yaml",
+        "tests:\n  - name: x\n    steps: [{ advance: 1s }]\n    expect: [{ output: nope, count: 0 }]\n",
+    );
+    let out = Command::new(bin("weir"))
+        .args(["test", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.tests.yaml:4:"), "{err}");
+    assert!(
+        err.contains("no component output or sink named `nope`"),
+        "{err}"
+    );
 }
 
 #[test]

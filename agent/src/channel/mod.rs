@@ -139,6 +139,14 @@ impl ChannelConfig {
                 ));
             }
         }
+        if let Some(d) = self.fsync_interval {
+            p.extend(weir_core::units::duration_problem(
+                "fsync_interval",
+                d,
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            ));
+        }
         if self.kind == ChannelType::Memory
             && (self.fsync.is_some()
                 || self.fsync_interval.is_some()
@@ -294,6 +302,20 @@ impl Channel {
     /// The sink this channel feeds.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// Whether the channel keeps what it holds across restarts.
+    pub fn is_durable(&self) -> bool {
+        matches!(self.0.backend, Backend::Disk(_))
+    }
+
+    /// The positions this channel holds of the ordered streams whose names
+    /// start with `prefix` (none for a memory channel).
+    pub fn held_positions(&self, prefix: &str) -> Vec<(String, u64)> {
+        match &self.0.backend {
+            Backend::Disk(d) => d.ordered_positions(prefix),
+            Backend::Memory(_) => Vec::new(),
+        }
     }
 
     /// Takes the whole batch, waiting while full (`block`) or while the disk is

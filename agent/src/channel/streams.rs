@@ -78,6 +78,18 @@ impl StreamStates {
         }
     }
 
+    /// Every ordered stream's position whose name starts with `prefix`.
+    pub fn ordered_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.0
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .filter_map(|(name, st)| match st {
+                StreamState::Ordered { pos, .. } => Some((name.clone(), *pos)),
+                StreamState::Keyed(_) => None,
+            })
+            .collect()
+    }
+
     /// The keys held for a keyed stream (tests and diagnostics).
     pub fn keys(&self, stream: &str) -> Vec<u64> {
         match self.0.get(stream) {

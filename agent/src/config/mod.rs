@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
+use weir_core::problems::plain_words;
 use weir_plugins::registry::{self, Kind};
-use weir_plugins::{SinkConfig, SourceConfig, TransformConfig, ERRORS_OUTPUT};
+use weir_plugins::{SinkConfig, SourceConfig, TextProblem, TransformConfig, ERRORS_OUTPUT};
 
 use crate::channel::ChannelConfig;
 
@@ -103,11 +104,30 @@ pub fn load(file: &Path) -> Result<Pipeline, Problems> {
 
 struct Checker<'a> {
     file: &'a Path,
+    text: &'a str,
     index: HashMap<String, locate::Pos>,
+    /// Scalar values by path, built on the first problem inside one.
+    scalars: Option<HashMap<String, locate::Scalar>>,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
+    /// Adds a component's value problem, located at its key when the
+    /// message starts with one (`poll_interval: too short`).
+    fn add_problem(&mut self, at: &str, problem: &str) {
+        match problem.split_once(": ") {
+            Some((key, rest))
+                if !key.is_empty()
+                    && key.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b)
+                    }) =>
+            {
+                self.add(&format!("{at}.{key}"), rest)
+            }
+            _ => self.add(at, problem),
+        }
+    }
+
     fn add(&mut self, path: &str, message: impl Into<String>) {
         let pos = locate::find(&self.index, path);
         self.problems.push(Problem {
@@ -115,6 +135,34 @@ impl Checker<'_> {
             pos,
             path: path.to_owned(),
             message: message.into(),
+        });
+    }
+
+    /// A problem inside the text value `key` of component `at` (a script):
+    /// at its own file's line and column when it came from a file, else at
+    /// the pipeline file's position of that line and column.
+    fn add_text(&mut self, at: &str, p: TextProblem) {
+        let path = format!("{at}.{}", p.key);
+        if let Some(file) = p.file {
+            self.problems.push(Problem {
+                file,
+                pos: Some((p.line, p.column)),
+                path,
+                message: p.message,
+            });
+            return;
+        }
+        let text = self.text;
+        let scalars = self.scalars.get_or_insert_with(|| locate::scalars(text));
+        let pos = scalars
+            .get(&path)
+            .and_then(|v| locate::inside(text, v, p.line, p.column))
+            .or_else(|| locate::find(&self.index, &path));
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            pos,
+            path,
+            message: p.message,
         });
     }
 }
@@ -139,13 +187,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                 file: file.to_path_buf(),
                 pos,
                 path: String::new(),
-                message: format!("invalid YAML: {e}"),
+                message: format!("invalid YAML: {}", plain_words(&e.to_string())),
             }]));
         }
     };
     let mut c = Checker {
         file,
+        text,
         index: locate::index(text),
+        scalars: None,
         problems: Vec::new(),
     };
     let Value::Mapping(top) = doc else {
@@ -189,7 +239,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &format!("sources.{id}"), body, &source_kinds, &[])
         {
             for p in config.problems() {
-                c.add(&format!("sources.{id}"), p);
+                c.add_problem(&format!("sources.{id}"), &p);
             }
             sources.push(SourceSpec {
                 id: id.clone(),
@@ -208,7 +258,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &at, body, &transform_kinds, &["inputs"])
         {
             for p in config.problems() {
-                c.add(&at, p);
+                c.add_problem(&at, &p);
+            }
+            for p in config.text_problems(id) {
+                c.add_text(&at, p);
             }
             transforms.push(TransformSpec {
                 id: id.clone(),
@@ -228,7 +281,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             Some(v) => match serde_path_to_error::deserialize::<_, ChannelConfig>(v.clone()) {
                 Ok(ch) => {
                     for p in ch.problems() {
-                        c.add(&format!("{at}.channel"), p);
+                        c.add_problem(&format!("{at}.channel"), &p);
                     }
                     Some(ch)
                 }
@@ -239,7 +292,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                     } else {
                         format!("{at}.channel.{sub}")
                     };
-                    c.add(&path, e.into_inner().to_string());
+                    c.add(&path, plain_words(&e.into_inner().to_string()));
                     None
                 }
             },
@@ -248,7 +301,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             component(&mut c, &at, body, &sink_kinds, &["inputs", "channel"])
         {
             for p in config.problems() {
-                c.add(&at, p);
+                c.add_problem(&at, &p);
             }
             if let Some(channel) = channel {
                 sinks.push(SinkSpec {
@@ -263,6 +316,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     }
     // Wiring: every input names a source or transform, and one of its outputs.
     let outputs = declared_outputs(&sources, &transforms);
+    let no_default: HashSet<&str> = transforms
+        .iter()
+        .filter(|t| !t.config.default_output())
+        .map(|t| t.id.as_str())
+        .collect();
     for (kind_of, map) in [("sinks", &sinks_map), ("transforms", &transforms_map)] {
         for (id, body) in map {
             if let Some(Value::Sequence(items)) = body.get("inputs") {
@@ -271,6 +329,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                     let at = format!("{kind_of}.{id}.inputs[{i}]");
                     let (node, output) = split_input(name);
                     match ids.get(node) {
+                        Some(&"transforms") if output.is_none() && no_default.contains(node) => {
+                            let known = outputs.get(node).map(|o| o.join(", ")).unwrap_or_default();
+                            c.add(&at, format!("`{node}` has no default output; name one of its outputs as `{node}.<output>`: {known}"));
+                        }
                         Some(&"sources") | Some(&"transforms") => {
                             if let (Some(o), Some(known)) = (output, outputs.get(node)) {
                                 if !known.iter().any(|k| k == o) {
@@ -385,7 +447,30 @@ fn inputs_at(c: &mut Checker, at: &str, body: &Mapping) -> Vec<String> {
 }
 
 /// Looks up the `type`, strips wiring keys and parses the rest with the component's config.
-fn component<T: ?Sized>(
+/// Value problems of any kind of component config.
+trait ValueProblems {
+    fn problems_of(&self) -> Vec<String>;
+}
+
+impl ValueProblems for dyn SourceConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+impl ValueProblems for dyn SinkConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+impl ValueProblems for dyn TransformConfig {
+    fn problems_of(&self) -> Vec<String> {
+        self.problems()
+    }
+}
+
+fn component<T: ?Sized + ValueProblems>(
     c: &mut Checker,
     at: &str,
     body: &Mapping,
@@ -422,17 +507,26 @@ fn component<T: ?Sized>(
     for w in wiring {
         rest.remove(*w);
     }
-    match (kind.parse)(Value::Mapping(rest)) {
-        Ok(cfg) => Some((type_name, cfg)),
-        Err(e) => {
-            let path = if e.path.is_empty() {
-                at.to_owned()
-            } else {
-                format!("{at}.{}", e.path)
-            };
-            c.add(&path, e.message);
+    let parsed = (kind.parse)(Value::Mapping(rest));
+    for e in &parsed.errors {
+        let path = if e.path.is_empty() {
+            at.to_owned()
+        } else {
+            format!("{at}.{}", e.path)
+        };
+        c.add(&path, e.message.clone());
+    }
+    match parsed.config {
+        Some(cfg) if parsed.errors.is_empty() => Some((type_name, cfg)),
+        Some(cfg) => {
+            // The keys that parsed may have problems of their own: report
+            // them in the same round.
+            for p in cfg.problems_of() {
+                c.add_problem(at, &p);
+            }
             None
         }
+        None => None,
     }
 }
 

@@ -46,7 +46,7 @@ impl SinkInput for ChannelInput {
 /// Fsyncs a disk channel every `every` (its `fsync: interval` policy) until `stop`.
 pub fn spawn_interval_sync(ch: Channel, every: Duration, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
         loop {
             let stopping = tokio::select! {
                 _ = tick.tick() => false,

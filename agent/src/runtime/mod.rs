@@ -105,8 +105,15 @@ pub async fn run(
         source,
     })?;
     let _lock = host::lock_data_dir(&data_dir)?;
-    let state = StateStore::open(&data_dir.join("state.db"))?;
+    let (state, damaged) = StateStore::open_or_quarantine(&data_dir.join("state.db"))?;
     let registry = Registry::new();
+    registry
+        .counter(
+            "weir_state_db_quarantined_total",
+            "Damaged state databases moved aside at start (positions rebuilt from the spools; in-flight batches may be sent again).",
+            &[],
+        )
+        .add(u64::from(damaged.is_some()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (src_stop_tx, src_stop) = watch::channel(false);
     let (sink_stop_tx, sink_stop) = watch::channel(false);
@@ -198,6 +205,67 @@ impl Graph {
             }
         }
         Ok(g)
+    }
+
+    /// The durable holders (sink channels, stateful transforms' input logs)
+    /// `node`'s events reach, directly or through stateless transforms, with
+    /// whether they get the events directly (same stream names) or derived.
+    fn holders_of(&self, node: &str, p: &Pipeline, direct: bool, out: &mut Vec<(Channel, bool)>) {
+        let outputs = self.outputs_of(node, p);
+        for (port, targets) in &outputs.0 {
+            let direct = direct && port.is_none();
+            for t in targets {
+                match t {
+                    Target::Channel(ch) => out.push((ch.clone(), direct)),
+                    Target::Log(log) => out.push((log.channel.clone(), direct)),
+                    Target::Inline(_) => {}
+                }
+            }
+        }
+        for t in &p.transforms {
+            let feeds = t.inputs.iter().any(|i| split_input(i).0 == node);
+            if feeds && self.inline_tx.contains_key(&t.id) && out.len() < 10_000 {
+                self.holders_of(&t.id, p, false, out);
+            }
+        }
+    }
+
+    /// What every durable holder downstream of source `id` holds of its
+    /// ordered streams: the minimum across holders, a holder that lacks a
+    /// stream (or holds only events derived from it by transforms, whose
+    /// positions may cover part of a line's outputs) counting as 0.
+    fn held_by(&self, id: &str, p: &Pipeline) -> HashMap<String, u64> {
+        let mut holders = Vec::new();
+        self.holders_of(id, p, true, &mut holders);
+        if holders.is_empty() || holders.iter().any(|(ch, _)| !ch.is_durable()) {
+            return HashMap::new();
+        }
+        let prefix = format!("{id}/");
+        let per_holder: Vec<HashMap<String, u64>> = holders
+            .iter()
+            .map(|(ch, direct)| {
+                if *direct {
+                    ch.held_positions(&prefix)
+                        .into_iter()
+                        .filter(|(name, _)| !name.contains('>'))
+                        .collect()
+                } else {
+                    HashMap::new()
+                }
+            })
+            .collect();
+        let mut held = HashMap::new();
+        for (name, _) in per_holder.iter().flatten() {
+            let min = per_holder
+                .iter()
+                .map(|h| h.get(name).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0);
+            if min > 0 {
+                held.insert(name.clone(), min);
+            }
+        }
+        held
     }
 
     /// Where each output of component `node` goes.
@@ -382,6 +450,7 @@ fn start_sources(
             state: state.clone(),
             shutdown: stop.clone(),
             metrics: registry.clone(),
+            held: g.held_by(&src.id, p),
         };
         let task = src.config.build(ctx).map_err(|source| RunError::Build {
             component: format!("source {}", src.id),

@@ -17,6 +17,7 @@ mod sink;
 mod source;
 mod transform;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +51,12 @@ pub struct SourceContext {
     pub state: StateStore,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Registry,
+    /// For each of this source's ordered streams (names start with
+    /// `<source id>/`), the position every durable holder downstream already
+    /// has — the minimum across them, 0 when one lacks the stream. A source
+    /// resumes from here when it is past its own checkpoint, or when its
+    /// checkpoints were lost with a damaged state database.
+    pub held: HashMap<String, u64>,
 }
 
 /// What a sink is given to run.
@@ -95,11 +102,37 @@ pub enum BuildError {
     Setup(String),
 }
 
+/// A problem inside a text value of a component's config (a script, a
+/// condition), at a line and column of that text, so that `weir validate`
+/// can point at the right line: in the pipeline file for an inline value,
+/// or in the file the value was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextProblem {
+    /// Key path of the value inside the component's config (`source`, `routes.hot`).
+    pub key: String,
+    /// The file the text was read from, when it is not inline.
+    pub file: Option<std::path::PathBuf>,
+    /// 1-based line and column inside the text.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
 /// A transform's configuration.
 pub trait TransformConfig: Debug + Send + Sync {
     /// Value problems serde cannot see, for `weir validate`.
     fn problems(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Problems located inside text values (a script that does not
+    /// compile), for `weir validate`; `id` is the component's id.
+    fn text_problems(&self, _id: &str) -> Vec<TextProblem> {
+        Vec::new()
+    }
+    /// Whether the transform emits on its default output; a router emits
+    /// only on named ones, so reading its default output is an error.
+    fn default_output(&self) -> bool {
+        true
     }
     /// Named outputs besides the default one and [`ERRORS_OUTPUT`], which
     /// every transform has; downstream components name them `<id>.<output>`.

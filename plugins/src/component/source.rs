@@ -35,8 +35,8 @@ pub enum StreamKind {
     Keyed,
 }
 
-/// A replayable stream: a stable name (unique per source instance, kept
-/// across restarts) and its kind.
+/// A replayable stream: a stable name (kept across restarts, starting with
+/// `<source id>/` so the runtime can tell whose stream it is) and its kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Stream {
     pub name: Arc<str>,

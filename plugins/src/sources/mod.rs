@@ -2,3 +2,9 @@
 
 #[cfg(feature = "source-file")]
 pub mod file;
+#[cfg(feature = "source-modbus")]
+pub mod modbus;
+#[cfg(feature = "source-serial")]
+pub mod serial;
+#[cfg(any(feature = "source-serial", feature = "source-modbus"))]
+pub mod serial_port;

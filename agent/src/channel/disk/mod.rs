@@ -323,6 +323,11 @@ impl DiskSpool {
         lock(&self.writer).streams.position(stream)
     }
 
+    /// The positions of the ordered streams whose names start with `prefix`.
+    pub fn ordered_positions(&self, prefix: &str) -> Vec<(String, u64)> {
+        lock(&self.writer).streams.ordered_with_prefix(prefix)
+    }
+
     /// The keys this spool holds in flight for a keyed stream.
     pub fn keys(&self, stream: &str) -> Vec<u64> {
         lock(&self.writer).streams.keys(stream)

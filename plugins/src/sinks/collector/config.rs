@@ -155,6 +155,33 @@ impl CollectorSinkConfig {
                 self.topic
             ));
         }
+        use weir_core::units::duration_problem;
+        let ms = Duration::from_millis;
+        let h = Duration::from_secs(3600);
+        p.extend(duration_problem(
+            "request_timeout",
+            self.request_timeout,
+            ms(100),
+            Duration::from_secs(600),
+        ));
+        p.extend(duration_problem(
+            "initial_backoff",
+            self.initial_backoff,
+            ms(1),
+            h,
+        ));
+        p.extend(duration_problem(
+            "max_backoff",
+            self.max_backoff,
+            self.initial_backoff.max(ms(1)),
+            h,
+        ));
+        p.extend(duration_problem(
+            "batch.timeout",
+            self.batch.timeout,
+            ms(1),
+            h,
+        ));
         if self.partitions == Some(0) {
             p.push("partitions: must be at least 1".to_owned());
         }

@@ -80,7 +80,7 @@ fn default_poll_interval() -> Duration {
     Duration::from_millis(250)
 }
 fn default_read_bytes() -> ByteSize {
-    ByteSize(1 << 20)
+    ByteSize(512 << 10)
 }
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
@@ -110,9 +110,27 @@ impl FileSourceConfig {
         if self.read_bytes.bytes() < 4096 || self.read_bytes.bytes() > (64 << 20) {
             p.push("read_bytes: must be between 4KiB and 64MiB".to_owned());
         }
-        if self.poll_interval.is_zero() {
-            p.push("poll_interval: must be greater than zero".to_owned());
-        }
+        use weir_core::units::duration_problem;
+        let ms = Duration::from_millis;
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        p.extend(duration_problem(
+            "poll_interval",
+            self.poll_interval,
+            ms(10),
+            h(1),
+        ));
+        p.extend(duration_problem(
+            "checkpoint_interval",
+            self.checkpoint_interval,
+            ms(10),
+            h(1),
+        ));
+        p.extend(duration_problem(
+            "rotate_wait",
+            self.rotate_wait,
+            ms(0),
+            h(24),
+        ));
         if !(16..=65536).contains(&self.fingerprint_bytes) {
             p.push("fingerprint_bytes: must be between 16 and 65536".to_owned());
         }

@@ -15,6 +15,7 @@
 //!   resumes from its checkpoint and the channels skip what they already hold.
 
 pub mod config;
+pub mod held;
 pub mod identity;
 pub mod reader;
 pub mod tailer;
@@ -116,6 +117,22 @@ impl FileSource {
         let id = self.ctx.id.clone();
         self.pending_checkpoints =
             tokio::task::spawn_blocking(move || state.file_checkpoints(&id)).await??;
+        let dirs: Vec<PathBuf> = self.cfg.include.iter().map(|p| glob_base(p)).collect();
+        let lost = held::reconcile(
+            &self.ctx.id,
+            &mut self.pending_checkpoints,
+            &self.ctx.held,
+            &dirs,
+            self.cfg.fingerprint_bytes,
+        );
+        self.ctx
+            .metrics
+            .counter(
+                "weir_file_lost_streams_total",
+                "Files the spools knew whose position could not be rebuilt (gone when the agent started without their checkpoint).",
+                &[("component", self.ctx.id.as_str())],
+            )
+            .add(lost);
         let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
         let _watcher = self.watch_dirs(wake_tx);
         self.discover(true);

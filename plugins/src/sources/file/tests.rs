@@ -89,6 +89,7 @@ fn start(cfg: &FileSourceConfig, state: &StateStore) -> Running {
         state: state.clone(),
         shutdown,
         metrics: Registry::new(),
+        held: Default::default(),
     };
     let task = tokio::spawn(cfg.build(ctx).unwrap());
     Running { out, stop, task }
