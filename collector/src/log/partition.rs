@@ -11,7 +11,30 @@
 //! with the new end; and only then publishes the new durable end. A producer
 //! is acknowledged, and a consumer sees a batch, only once the durable end
 //! has passed it. Batches arriving while one sync runs share the next one:
-//! that is the group commit. Syncs of one partition never overlap.
+//! that is the group commit.
+//!
+//! The group commit is a two-stage pipeline: stage one
+//! ([`Partition::sync_data`]: segments, seals, directory) ends with every
+//! offset below its end on stable storage; stage two
+//! ([`Partition::commit`]: checkpoint, then publish) records that end. The
+//! sync task starts stage one of the next group while stage two of the
+//! previous one runs, so under load the partition commits at the pace of
+//! its data fsyncs instead of data plus checkpoint. Stage ones never
+//! overlap each other; a stage two runs only after its own stage one, so
+//! the rule recovery depends on is unchanged: **the durable checkpoint
+//! never covers an offset whose data was not durable first**, and nothing
+//! past the durable checkpoint was ever acknowledged. Data of the next group
+//! reaching the disk before the previous group's checkpoint is the ordinary
+//! state of an unacknowledged tail.
+//!
+//! Not done, and why: writing the checkpoint less often than once per
+//! acknowledged group would let acknowledged batches sit past it, where a
+//! flipped byte after a crash reads as a torn tail: cut, and its offsets
+//! re-issued. Fsyncing the checkpoint of a group *concurrently* with that
+//! group's data would let a power cut leave a checkpoint ahead of data that
+//! never reached the disk: recovery would then report never-acknowledged
+//! batches as lost and skip their offsets. A lone producer still waits for
+//! both fsyncs in turn; the pipeline pays off when batches keep coming.
 //!
 //! Retention deletes whole sealed segments by the collector's own append
 //! time, never by producer timestamps (a device stamped 1970 or 3000 neither
