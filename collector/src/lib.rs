@@ -73,13 +73,15 @@ pub async fn serve(
         cfg.limits.max_connections.max(1),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let mut store_cfg = cfg.store();
+    store_cfg.metrics = log::store::StoreMetrics::register(&registry);
     let store =
-        log::Store::open(cfg.store(), stop_rx.clone()).map_err(|source| ServeError::Store {
+        log::Store::open(store_cfg, stop_rx.clone()).map_err(|source| ServeError::Store {
             dir: cfg.data_dir.display().to_string(),
             source,
         })?;
     let groups = Arc::new(groups::Groups::new(&cfg.data_dir));
-    let registry = Registry::new();
     let (drain_tx, drain_rx) = watch::channel(false);
     let service = service::Service::new(
         store.clone(),
@@ -254,8 +256,10 @@ fn spawn_retention(store: Arc<log::Store>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection
-/// and every open segment holds a descriptor. Warns when `max_connections`
-/// could still exhaust it.
+/// holds a descriptor, and the log one per partition plus a bounded set of
+/// sealed segments (`log::store::OPEN_SEALED_SEGMENTS`); a low default soft
+/// limit (often 1024) must not stop the collector from starting. Warns when
+/// `max_connections` could still exhaust it.
 fn raise_open_files_limit(max_connections: usize) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

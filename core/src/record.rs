@@ -242,7 +242,26 @@ pub struct StoredRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-pub use crate::decode::decode_batches;
+/// Decodes every record of the concatenated batches in `buf`, within
+/// [`crate::decode::Limits::reading`] (any timestamp, the default size
+/// bound). A consumer that must survive any input streams with
+/// [`crate::decode::Records`] instead.
+pub fn decode_batches(buf: &[u8]) -> Result<Vec<StoredRecord>, RecordError> {
+    let limits = crate::decode::Limits::reading();
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let n = crate::batch::peek_total_len(rest)
+            .filter(|n| *n <= rest.len())
+            .ok_or_else(|| RecordError::Codec("truncated batch".into()))?;
+        let (one, tail) = rest.split_at(n);
+        out.extend(
+            crate::decode::decode(one, &limits).map_err(|e| RecordError::Codec(e.to_string()))?,
+        );
+        rest = tail;
+    }
+    Ok(out)
+}
 
 #[cfg(test)]
 mod tests {

@@ -68,9 +68,9 @@ pub fn of(e: &ServiceError) -> i16 {
         InvalidRequest(_) => code::INVALID_REQUEST,
         UnknownTopic(_) | UnknownPartition { .. } => code::UNKNOWN_TOPIC_OR_PARTITION,
         LimitExceeded(_) => code::POLICY_VIOLATION,
-        CorruptBatch(weir_core::batch::BatchError::Magic(_)) => {
-            code::UNSUPPORTED_FOR_MESSAGE_FORMAT
-        }
+        CorruptBatch(weir_core::decode::InvalidBatch::Batch(
+            weir_core::batch::BatchError::Magic(_),
+        )) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         CorruptBatch(_) => code::CORRUPT_MESSAGE,
         OutOfOrder { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         UnknownProducer { .. } => code::UNKNOWN_PRODUCER_ID,
@@ -79,7 +79,7 @@ pub fn of(e: &ServiceError) -> i16 {
         EpochExhausted { .. } => code::INVALID_PRODUCER_EPOCH,
         Conflict { .. } => code::INVALID_RECORD,
         OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-        Storage(_) => code::KAFKA_STORAGE_ERROR,
+        Storage(_) | Damaged(_) => code::KAFKA_STORAGE_ERROR,
         ShuttingDown => code::REQUEST_TIMED_OUT,
     }
 }

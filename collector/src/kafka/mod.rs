@@ -147,7 +147,7 @@ pub fn cluster_id(data_dir: &std::path::Path) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::other("no randomness available"))?;
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r);
     std::fs::create_dir_all(data_dir)?;
-    crate::log::store::write_atomic(&path, id.as_bytes())?;
+    crate::log::durable::write_atomic(&path, id.as_bytes())?;
     Ok(id)
 }
 

@@ -34,9 +34,7 @@ impl Service {
         }
         let groups = Arc::clone(&self.groups);
         let (group, topic) = (group.to_owned(), topic.to_owned());
-        blocking(move || groups.commit(&group, &topic, &offsets))
-            .await?
-            .map_err(|e| ServiceError::Storage(e.to_string()))
+        Ok(blocking(move || groups.commit(&group, &topic, &offsets)).await??)
     }
 
     /// A group's committed offsets in a topic.
@@ -49,7 +47,7 @@ impl Service {
         Self::check_group(who, group, topic)?;
         let groups = Arc::clone(&self.groups);
         let (group, topic) = (group.to_owned(), topic.to_owned());
-        blocking(move || groups.offsets(&group, &topic)).await
+        Ok(blocking(move || groups.offsets(&group, &topic)).await??)
     }
 
     /// Topics in which a group has committed offsets that `who` may read.

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use weir_core::batch::BatchError;
+use weir_core::decode::InvalidBatch;
 use weir_core::metrics::{Counter, Registry as Metrics};
 use weir_core::protocol::ErrorKind;
 
@@ -85,8 +86,10 @@ pub enum ServiceError {
     UnknownPartition { topic: String, partition: u32 },
     #[error("{0}")]
     LimitExceeded(String),
-    #[error(transparent)]
-    CorruptBatch(#[from] BatchError),
+    /// The batch is refused as it is: header, CRC, records, compression,
+    /// size or timestamps (the reason says which).
+    #[error("invalid batch: {0}")]
+    CorruptBatch(#[from] InvalidBatch),
     #[error("out of order sequence from producer {producer_id}: got {got}, expected {expected}")]
     OutOfOrder {
         producer_id: i64,
@@ -123,6 +126,10 @@ pub enum ServiceError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("storage error: {0}")]
     Storage(String),
+    /// Stored data the request needs is damaged (a topic's metadata, a
+    /// group's offsets): refused, never reset, until an operator restores it.
+    #[error("{0}")]
+    Damaged(String),
     #[error("the collector is shutting down")]
     ShuttingDown,
 }
@@ -145,7 +152,7 @@ impl ServiceError {
             EpochExhausted { .. } => ErrorKind::EpochExhausted,
             Conflict { .. } => ErrorKind::ConflictingBatch,
             OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
-            Storage(_) => ErrorKind::StorageError,
+            Storage(_) | Damaged(_) => ErrorKind::StorageError,
             ShuttingDown => ErrorKind::Unavailable,
         }
     }
@@ -155,6 +162,35 @@ impl ServiceError {
         match self {
             ServiceError::OutOfOrder { expected, .. } => Some(*expected),
             _ => None,
+        }
+    }
+}
+
+impl From<BatchError> for ServiceError {
+    fn from(e: BatchError) -> Self {
+        ServiceError::CorruptBatch(InvalidBatch::Batch(e))
+    }
+}
+
+impl From<crate::groups::GroupError> for ServiceError {
+    fn from(e: crate::groups::GroupError) -> Self {
+        use crate::groups::GroupError as E;
+        match e {
+            E::Damaged { .. } => ServiceError::Damaged(e.to_string()),
+            E::Io(e) => ServiceError::Storage(format!("consumer group storage: {e}")),
+        }
+    }
+}
+
+impl From<crate::log::StoreError> for ServiceError {
+    fn from(e: crate::log::StoreError) -> Self {
+        use crate::log::StoreError as E;
+        match e {
+            E::Damaged { .. } => ServiceError::Damaged(e.to_string()),
+            E::InvalidName(_) | E::InvalidPartitions(_) => {
+                ServiceError::InvalidRequest(e.to_string())
+            }
+            e => ServiceError::Storage(e.to_string()),
         }
     }
 }
@@ -201,7 +237,8 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
-    rejected: Counter,
+    /// For `weir_collector_rejected_batches_total{reason}`, one series per kind.
+    metrics: Metrics,
 }
 
 impl Counters {
@@ -219,11 +256,19 @@ impl Counters {
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
             ),
-            rejected: c(
-                "weir_collector_rejected_batches_total",
-                "Batches refused (corrupt, out of order, fenced, unauthorised, conflict, storage).",
-            ),
+            metrics: m.clone(),
         }
+    }
+
+    /// Counts one refused batch under its reason (the wire name of its kind).
+    fn rejected(&self, kind: ErrorKind) {
+        self.metrics
+            .counter(
+                "weir_collector_rejected_batches_total",
+                "Batches refused, by reason (the error kind answered: corrupt_batch, storage_error, ...).",
+                &[("reason", kind.as_str())],
+            )
+            .inc();
     }
 }
 
