@@ -69,14 +69,24 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
 
 /// Every compiled-in transform type.
 pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
-    vec![Kind::<dyn TransformConfig> {
-        name: "add_fields",
-        parse: |v| {
-            parse::<crate::transforms::add_fields::AddFieldsConfig>(v)
-                .map(|c| Box::new(c) as Box<dyn TransformConfig>)
+    vec![
+        Kind::<dyn TransformConfig> {
+            name: "add_fields",
+            parse: |v| {
+                parse::<crate::transforms::add_fields::AddFieldsConfig>(v)
+                    .map(|c| Box::new(c) as Box<dyn TransformConfig>)
+            },
+            example: "fields: { env: prod, site: 7 }",
         },
-        example: "fields: { env: prod, site: 7 }",
-    }]
+        Kind::<dyn TransformConfig> {
+            name: "aggregate",
+            parse: |v| {
+                parse::<crate::transforms::aggregate::AggregateConfig>(v)
+                    .map(|c| Box::new(c) as Box<dyn TransformConfig>)
+            },
+            example: "window: { kind: tumbling, size: 10s }\ngroup_by: [device]\naggregates: { n: { fn: count } }",
+        },
+    ]
 }
 
 /// Every compiled-in sink type.
