@@ -78,6 +78,7 @@ pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
             },
             example: "fields: { env: prod, site: 7 }",
         },
+        #[cfg(feature = "transform-aggregate")]
         Kind::<dyn TransformConfig> {
             name: "aggregate",
             parse: |v| {

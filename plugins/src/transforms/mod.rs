@@ -1,4 +1,5 @@
 //! Transforms: between sources and channels.
 
 pub mod add_fields;
+#[cfg(feature = "transform-aggregate")]
 pub mod aggregate;

@@ -210,7 +210,7 @@ fn window_event(
     // Keys are made by `group_key` or checked on restore; nulls are the
     // honest fallback should one not decode.
     let groups = group_values(key, n).unwrap_or_else(|_| vec![Value::Null; n]);
-    let mut fields = Fields::with_capacity(n + 2 + spec.group_by.len());
+    let mut fields = Fields::with_capacity(n + 8);
     for (name, v) in spec.group_by.iter().zip(groups) {
         fields.insert(name.as_str(), v);
     }
