@@ -70,7 +70,10 @@ fn build(aggregates: &str, window: &str) -> Box<dyn Transform> {
 fn reading(i: usize, users: usize) -> Event {
     let mut f = Fields::with_capacity(4);
     f.insert("device", Value::String(format!("device-{:05}", i % GROUPS)));
-    f.insert("temp", Value::Float(15.0 + (i * 7919 % 2000) as f64 / 100.0));
+    f.insert(
+        "temp",
+        Value::Float(15.0 + (i * 7919 % 2000) as f64 / 100.0),
+    );
     f.insert("ts", Value::Int(1_764_000_000 + (i / GROUPS) as i64));
     f.insert("user", Value::Int((i / GROUPS % users) as i64));
     Event {
