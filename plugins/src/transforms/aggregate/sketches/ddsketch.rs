@@ -16,7 +16,8 @@
 //!
 //! The quantile `q` is the value of rank `⌊q·(n − 1)⌋` (0-based) in sorted
 //! order; the estimate is within 1 % of it, and is clamped to the exact
-//! minimum and maximum, which the sketch also keeps.
+//! minimum and maximum, which the sketch also keeps (and answers for the
+//! first and last rank: `q = 1` is the exact maximum).
 
 use super::super::codec::{DecodeError, Reader, Writer};
 
@@ -194,8 +195,14 @@ impl DdSketch {
             return None;
         }
         let rank = (q * (self.count - 1) as f64).floor() as u64;
-        let est = self.at_rank(rank);
-        Some(est.clamp(self.min, self.max))
+        // The extremes are known exactly; in between, the bin's value.
+        if rank == 0 {
+            return Some(self.min);
+        }
+        if rank == self.count - 1 {
+            return Some(self.max);
+        }
+        Some(self.at_rank(rank).clamp(self.min, self.max))
     }
 
     fn at_rank(&self, rank: u64) -> f64 {
@@ -304,6 +311,17 @@ mod tests {
     #[test]
     fn an_empty_sketch_has_no_quantiles() {
         assert_eq!(DdSketch::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn the_first_and_last_ranks_are_the_exact_minimum_and_maximum() {
+        let mut s = DdSketch::new();
+        for v in [3.3, 100.0, 7.77, 99.9] {
+            s.add(v);
+        }
+        assert_eq!(s.quantile(1.0), Some(100.0));
+        assert_eq!(s.quantile(0.0), Some(3.3));
+        assert_eq!(s.quantile(0.2), Some(3.3), "rank ⌊0.2·3⌋ = 0");
     }
 
     #[test]
