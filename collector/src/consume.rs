@@ -44,6 +44,8 @@ impl std::str::FromStr for StartAt {
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
     pub url: String,
+    /// Bearer token and TLS settings for the collector.
+    pub auth: crate::client::ClientAuth,
     pub topic: String,
     pub from: StartAt,
     pub group: Option<String>,
@@ -55,8 +57,10 @@ pub struct ConsumeOptions {
 /// Why consuming stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("collector at {url}: {source}")]
+    #[error("collector at {url}: {}", weir_core::http_client::chain(.source))]
     Http { url: String, source: reqwest::Error },
+    #[error(transparent)]
+    Client(#[from] weir_core::http_client::ClientError),
     #[error("collector answered {status}: {body}")]
     Api { status: u16, body: String },
     #[error("topic {0:?} does not exist")]
@@ -113,9 +117,12 @@ struct Fetched {
 }
 
 /// Lists topics.
-pub async fn topics(url: &str) -> Result<Vec<TopicInfo>, ConsumeError> {
+pub async fn topics(
+    url: &str,
+    auth: &crate::client::ClientAuth,
+) -> Result<Vec<TopicInfo>, ConsumeError> {
     let c = Client {
-        http: reqwest::Client::new(),
+        http: auth.client()?,
         base: url.trim_end_matches('/').to_owned(),
     };
     c.json("/v1/topics").await
@@ -127,7 +134,7 @@ pub async fn consume(
     out: &mut (dyn Write + Send),
 ) -> Result<u64, ConsumeError> {
     let client = std::sync::Arc::new(Client {
-        http: reqwest::Client::new(),
+        http: opts.auth.client()?,
         base: opts.url.trim_end_matches('/').to_owned(),
     });
     let info = loop {

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
+use weir_collector::auth::{hex, sha256};
+use weir_collector::client::ClientAuth;
 use weir_collector::consume::{consume, topics, ConsumeOptions, StartAt};
-use weir_collector::CollectorConfig;
+use weir_collector::{CollectorConfig, ServeError};
+use weir_core::http_client::ClientTls;
 use weir_core::process::{init_logging, shutdown_signal, LogFormat};
 
 #[derive(Parser)]
@@ -42,11 +44,25 @@ enum Cmd {
         /// Write the bound address to this file once listening (for scripts and tests).
         #[arg(long)]
         addr_file: Option<PathBuf>,
+        /// Allow listening beyond loopback without TLS and principals.
+        #[arg(long)]
+        insecure: bool,
     },
+    /// Check a config file: every problem, with file:line:column and key path; exit 1 if any.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 (for `token_sha256`) of the token read from standard input.
+    HashToken,
+    /// Make a new random token; prints it and its `token_sha256`.
+    NewToken,
     /// Print a topic's records, one JSON object per line.
     Consume {
         #[arg(long, default_value = "http://127.0.0.1:7400")]
         url: String,
+        #[command(flatten)]
+        conn: ConnArgs,
         #[arg(long)]
         topic: String,
         /// earliest, latest, an offset, or an RFC 3339 time.
@@ -66,10 +82,46 @@ enum Cmd {
     Topics {
         #[arg(long, default_value = "http://127.0.0.1:7400")]
         url: String,
+        #[command(flatten)]
+        conn: ConnArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How a client reaches a collector that requires TLS or a token.
+#[derive(clap::Args)]
+struct ConnArgs {
+    /// Bearer token (or set WEIR_TOKEN).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file with the CA that signed the collector's certificate (https URLs).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a collector that authenticates by certificate.
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// Verify the collector's certificate for this name instead of the URL's host.
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+impl ConnArgs {
+    fn auth(self) -> ClientAuth {
+        ClientAuth {
+            token: self.token,
+            tls: ClientTls {
+                ca_file: self.ca_file,
+                cert_file: self.cert_file,
+                key_file: self.key_file,
+                server_name: self.server_name,
+            },
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -86,7 +138,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(run(cli.cmd)) {
+    let res = rt.block_on(run(cli.cmd));
+    // Tasks still blocked (a hung disk) must not keep the process alive:
+    // the collector has already bounded its own shutdown.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match res {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
             eprintln!("error: {e:#}");
@@ -103,16 +159,11 @@ async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             data,
             default_partitions,
             addr_file,
+            insecure,
         } => {
             let mut cfg = match &config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))
-                        .map_err(|e| (1, e))?;
-                    serde_yaml::from_str::<CollectorConfig>(&text)
-                        .with_context(|| format!("invalid config {}", path.display()))
-                        .map_err(|e| (1, e))?
-                }
+                Some(path) => weir_collector::config::load(path)
+                    .map_err(|p| (1, anyhow::anyhow!("invalid config:\n{p}")))?,
                 None => CollectorConfig::default(),
             };
             if let Some(l) = listen {
@@ -124,6 +175,7 @@ async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             if let Some(p) = default_partitions {
                 cfg.default_partitions = p;
             }
+            cfg.insecure |= insecure;
             weir_collector::serve(cfg, shutdown_signal(), move |addr| {
                 if let Some(f) = addr_file {
                     if let Err(e) = std::fs::write(&f, addr.to_string()) {
@@ -132,10 +184,44 @@ async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 }
             })
             .await
-            .map_err(|e| (2, e.into()))
+            .map_err(|e| match e {
+                ServeError::Config(_) => (1, e.into()),
+                e => (2, e.into()),
+            })
+        }
+        Cmd::Validate { config } => {
+            let cfg =
+                weir_collector::config::load(&config).map_err(|p| (1, anyhow::anyhow!("{p}")))?;
+            if let Some(why) = cfg.exposure_problem() {
+                return Err((1, anyhow::anyhow!("{}: listen: {why}", config.display())));
+            }
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Cmd::HashToken => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .map_err(|e| (1, e.into()))?;
+            let token = token.trim_end_matches(['\n', '\r']);
+            if token.is_empty() {
+                return Err((1, anyhow::anyhow!("no token on standard input")));
+            }
+            println!("{}", hex(&sha256(token.as_bytes())));
+            Ok(())
+        }
+        Cmd::NewToken => {
+            let mut bytes = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| (2, anyhow::anyhow!("no randomness available")))?;
+            let token = hex(&bytes);
+            println!("token: {token}");
+            println!("token_sha256: {}", hex(&sha256(token.as_bytes())));
+            Ok(())
         }
         Cmd::Consume {
             url,
+            conn,
             topic,
             from,
             group,
@@ -144,6 +230,7 @@ async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
         } => {
             let opts = ConsumeOptions {
                 url,
+                auth: conn.auth(),
                 topic,
                 from,
                 group,
@@ -156,8 +243,10 @@ async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 _ = shutdown_signal() => Ok(()),
             }
         }
-        Cmd::Topics { url, json } => {
-            let list = topics(&url).await.map_err(|e| (2, e.into()))?;
+        Cmd::Topics { url, conn, json } => {
+            let list = topics(&url, &conn.auth())
+                .await
+                .map_err(|e| (2, e.into()))?;
             if json {
                 println!(
                     "{}",

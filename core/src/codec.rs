@@ -16,6 +16,18 @@
 //!          | 8 map(varint n, (name, value)*)
 //! ```
 //!
+//! **Record form** (version 2), what a sink's spool holds: the event as the
+//! sink will send it, its fields already rendered as the JSON object that is
+//! the Kafka record value, so the sink moves bytes instead of rebuilding
+//! events (see `docs/architecture.md`, "Encode once"):
+//!
+//! ```text
+//! version  u8 = 2
+//! ts       i64             nanoseconds since the epoch
+//! source, host, topic, key as in version 1
+//! value    the remaining bytes: the fields as a JSON object
+//! ```
+//!
 //! The spool frames and CRC-checks each record; this codec still checks every
 //! length against the remaining input so a record that passes the CRC but was
 //! written by a buggy or newer agent yields an error, never a panic.
@@ -27,6 +39,8 @@ use bytes::Bytes;
 use crate::event::{Event, Fields, Metadata, Value};
 
 const VERSION: u8 = 1;
+/// Version byte of the record form.
+pub const RECORD_VERSION: u8 = 2;
 /// Nesting bound: a hostile record cannot overflow the decoder's stack.
 const MAX_DEPTH: usize = 64;
 
@@ -51,11 +65,72 @@ pub enum DecodeError {
     /// Bytes left over after the event.
     #[error("{0} trailing bytes after event")]
     Trailing(usize),
+    /// A record form's value is not JSON.
+    #[error("record value at byte {0} is not JSON")]
+    Json(usize),
 }
 
 /// Appends the encoding of `event` to `out`.
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
+    put_head(event, out);
+    put_map(out, &event.fields);
+}
+
+/// Appends the record form of `event` to `out`: its metadata, then its
+/// fields as a JSON object.
+pub fn encode_record(event: &Event, out: &mut Vec<u8>) {
+    out.push(RECORD_VERSION);
+    put_head(event, out);
+    event.write_fields_json(out);
+}
+
+/// A record-form payload, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub timestamp: i64,
+    pub source: &'a str,
+    pub host: &'a str,
+    pub topic: Option<&'a str>,
+    pub key: Option<&'a [u8]>,
+    /// Where the JSON value starts in the payload (it runs to the end).
+    pub value_at: usize,
+}
+
+/// Reads a record-form payload.
+pub fn decode_record(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
+    let mut r = Reader { buf, pos: 0 };
+    let version = r.u8()?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let (timestamp, source, host, topic, key) = r.head()?;
+    Ok(RecordView {
+        timestamp,
+        source,
+        host,
+        topic,
+        key,
+        value_at: r.pos,
+    })
+}
+
+/// The version byte a payload starts with.
+pub fn version_of(buf: &[u8]) -> Option<u8> {
+    buf.first().copied()
+}
+
+/// The interned metadata of a record view.
+pub fn metadata_of(v: &RecordView<'_>, interner: &mut Interner) -> Metadata {
+    Metadata {
+        source: intern(&mut interner.source, v.source),
+        host: intern(&mut interner.host, v.host),
+        topic: v.topic.map(Into::into),
+        key: v.key.map(Bytes::copy_from_slice),
+    }
+}
+
+fn put_head(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(&event.timestamp.to_le_bytes());
     put_bytes(out, event.meta.source.as_bytes());
     put_bytes(out, event.meta.host.as_bytes());
@@ -73,7 +148,6 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
         }
         None => out.push(0),
     }
-    put_map(out, &event.fields);
 }
 
 /// Reuses the metadata strings of consecutive events: nearly every record in
@@ -101,26 +175,34 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     decode_with(buf, &mut Interner::default())
 }
 
-/// Decodes one event, sharing metadata strings through `interner`.
+/// Decodes one event (either form), sharing metadata strings through
+/// `interner`. The record form's fields come back from their JSON, so
+/// timestamps and bytes come back as strings.
 pub fn decode_with(buf: &[u8], interner: &mut Interner) -> Result<Event, DecodeError> {
+    if version_of(buf) == Some(RECORD_VERSION) {
+        let v = decode_record(buf)?;
+        let json: serde_json::Value = serde_json::from_slice(&buf[v.value_at..])
+            .map_err(|_| DecodeError::Json(v.value_at))?;
+        let fields = match Value::from(json) {
+            Value::Map(m) => m,
+            other => std::iter::once(("value".to_owned(), other)).collect(),
+        };
+        return Ok(Event {
+            timestamp: v.timestamp,
+            fields,
+            meta: metadata_of(&v, interner),
+        });
+    }
     let mut r = Reader { buf, pos: 0 };
     let version = r.u8()?;
     if version != VERSION {
         return Err(DecodeError::Version(version));
     }
-    let timestamp = i64::from_le_bytes(r.array()?);
-    let source = intern(&mut interner.source, r.str()?);
-    let host = intern(&mut interner.host, r.str()?);
-    let topic = if r.u8()? == 1 {
-        Some(r.str()?.into())
-    } else {
-        None
-    };
-    let key = if r.u8()? == 1 {
-        Some(Bytes::copy_from_slice(r.bytes()?))
-    } else {
-        None
-    };
+    let (timestamp, source, host, topic, key) = r.head()?;
+    let source = intern(&mut interner.source, source);
+    let host = intern(&mut interner.host, host);
+    let topic = topic.map(Into::into);
+    let key = key.map(Bytes::copy_from_slice);
     let fields = r.map(0)?;
     if r.pos != buf.len() {
         return Err(DecodeError::Trailing(buf.len() - r.pos));
@@ -204,7 +286,27 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// Timestamp, source, host, topic and key.
+type Head<'a> = (i64, &'a str, &'a str, Option<&'a str>, Option<&'a [u8]>);
+
 impl<'a> Reader<'a> {
+    fn head(&mut self) -> Result<Head<'a>, DecodeError> {
+        let timestamp = i64::from_le_bytes(self.array()?);
+        let source = self.str()?;
+        let host = self.str()?;
+        let topic = if self.u8()? == 1 {
+            Some(self.str()?)
+        } else {
+            None
+        };
+        let key = if self.u8()? == 1 {
+            Some(self.bytes()?)
+        } else {
+            None
+        };
+        Ok((timestamp, source, host, topic, key))
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -350,6 +452,21 @@ mod tests {
         encode(&sample(), &mut buf);
         buf.push(0);
         assert_eq!(decode(&buf), Err(DecodeError::Trailing(1)));
+    }
+
+    #[test]
+    fn the_record_form_carries_the_value_json_and_decodes_to_the_event() {
+        let mut e = Event::from_message("a \"quoted\" line", sample().meta);
+        e.fields.insert("n", Value::Int(7));
+        let mut buf = Vec::new();
+        encode_record(&e, &mut buf);
+        let v = decode_record(&buf).unwrap();
+        assert_eq!((v.source, v.host, v.topic), ("app", "gw-1", Some("logs")));
+        assert_eq!(&buf[v.value_at..], &e.fields_json()[..]);
+        assert_eq!(decode(&buf).unwrap(), e);
+        for n in 0..v.value_at {
+            assert!(decode_record(&buf[..n]).is_err());
+        }
     }
 
     proptest! {

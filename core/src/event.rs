@@ -167,9 +167,14 @@ impl Event {
     /// The fields as a JSON object, the default record value on the wire.
     pub fn fields_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        // Serializing our own Value type into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &FieldsRef(&self.fields));
+        self.write_fields_json(&mut out);
         out
+    }
+
+    /// Appends the fields as a JSON object to `out`.
+    pub fn write_fields_json(&self, out: &mut Vec<u8>) {
+        // Serializing our own Value type into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &FieldsRef(&self.fields));
     }
 }
 

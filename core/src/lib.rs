@@ -9,8 +9,12 @@
 pub mod batch;
 pub mod codec;
 pub mod event;
+#[cfg(feature = "http-client")]
+pub mod http_client;
+pub mod locate;
 pub mod metrics;
 pub mod partition;
+pub mod problems;
 pub mod process;
 pub mod protocol;
 pub mod record;

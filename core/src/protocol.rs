@@ -7,6 +7,7 @@
 //! | GET  | `/v1/topics` | → `[TopicInfo]` |
 //! | POST | `/v1/topics/{topic}` | `CreateTopic` → `TopicInfo` (idempotent; creates on first call) |
 //! | POST | `/v1/produce/{topic}/{partition}` | batch bytes → `ProduceAck` or `ApiError` |
+//! | POST | `/v1/producers` | `InitProducer` → `ProducerIdentity` (issue an id, or bump its epoch) |
 //! | GET  | `/v1/producers/{id}/{topic}` | → `[ProducerPosition]` |
 //! | GET  | `/v1/fetch/{topic}/{partition}?offset=&max_bytes=&wait_ms=` | → batch bytes, headers below |
 //! | GET  | `/v1/offsets/{topic}/{partition}?at=earliest\|latest\|<ms>` | → `OffsetAnswer` |
@@ -90,6 +91,41 @@ pub enum ErrorKind {
     StorageError,
     /// Offset below the start or past the end of the log.
     OffsetOutOfRange,
+    /// No credentials, or credentials the collector does not know.
+    Unauthenticated,
+    /// The caller's principal may not do this to this topic or group.
+    Unauthorized,
+    /// The batch's producer id was not issued to the calling principal.
+    InvalidProducerId,
+    /// The batch's producer epoch was never issued (newer than the current one).
+    InvalidProducerEpoch,
+    /// The producer id is at its last epoch; ask for a new producer id.
+    EpochExhausted,
+    /// The collector holds a batch with this producer's sequence numbers that
+    /// is not the batch sent (different epoch, records or CRC). Not delivered:
+    /// someone else wrote under this identity, or the producer's state was
+    /// restored from an old copy. An operator must look (docs/operations.md).
+    ConflictingBatch,
+    /// A configured limit refuses this (topics, partitions, request size).
+    LimitExceeded,
+    /// The collector is busy or shutting down; retry after the `Retry-After` delay.
+    Unavailable,
+}
+
+/// Body of a producer init request (Kafka's InitProducerId).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct InitProducer {
+    /// An id the collector issued to this principal before: its epoch is
+    /// bumped. Absent: a new id is issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<i64>,
+}
+
+/// A producer identity issued by the collector.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
 /// Where a producer stands in one partition, as the collector knows it.

@@ -68,16 +68,27 @@ impl fmt::Display for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Str(String),
+        // A visitor rather than an untagged enum, so a wrong value is
+        // reported in the user's words, not as "no variant of enum Raw".
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte size such as 512KiB, 64MiB or 1GiB")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("byte size {n} is negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                s.parse().map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -149,6 +160,22 @@ mod tests {
         assert_eq!(c.d, Some(Duration::from_millis(1500)));
         assert_eq!(serde_json::from_str::<C>("{}").unwrap().d, None);
         assert!(serde_json::from_str::<C>(r#"{"d": "soon"}"#).is_err());
+    }
+
+    #[test]
+    fn a_wrong_byte_size_is_explained_in_plain_words() {
+        #[derive(Debug, Deserialize)]
+        struct C {
+            #[allow(dead_code)]
+            b: ByteSize,
+        }
+        let e = serde_json::from_str::<C>(r#"{"b": true}"#).unwrap_err();
+        assert!(e.to_string().contains("a byte size such as"), "{e}");
+        assert!(!e.to_string().contains("enum"), "{e}");
+        assert_eq!(
+            serde_json::from_str::<C>(r#"{"b": 5}"#).unwrap().b,
+            ByteSize(5)
+        );
     }
 
     #[test]

@@ -104,42 +104,71 @@ impl Collector {
 
     /// Starts on `addr` (to come back on the same port after a kill).
     pub fn start_on(data: &Path, addr: SocketAddr) -> Collector {
-        let addr_file = data.with_extension("addr");
-        let _ = std::fs::remove_file(&addr_file);
         let mut last = None;
         // The port of a killed collector can take a moment to be free again.
         for _ in 0..50 {
             let mut cmd = Command::new(bin("weir-collector"));
             cmd.args(["serve", "--listen", &addr.to_string(), "--data"])
-                .arg(data)
-                .arg("--addr-file")
-                .arg(&addr_file);
-            let mut proc = spawn(&mut cmd, data.with_extension("log"));
-            let bound = wait_for(Duration::from_secs(10), || {
-                if let Ok(Some(_)) = proc.child.try_wait() {
-                    return Some(None);
-                }
-                std::fs::read_to_string(&addr_file)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<SocketAddr>().ok())
-                    .map(Some)
-            })
-            .flatten();
-            match bound {
-                Some(a) => {
-                    return Collector {
-                        proc,
-                        addr: a,
-                        data: data.to_path_buf(),
-                    }
-                }
-                None => {
-                    last = Some(proc.log_text());
+                .arg(data);
+            match Self::launch(data, cmd) {
+                Ok(c) => return c,
+                Err(log) => {
+                    last = Some(log);
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }
         panic!("collector did not start: {}", last.unwrap_or_default());
+    }
+
+    /// Starts with a config file holding `yaml` (plus `listen` on a free
+    /// loopback port and `data_dir`, unless `yaml` sets them) and extra flags.
+    pub fn start_with(data: &Path, yaml: &str, args: &[&str]) -> Collector {
+        let cfg = data.with_extension("yaml");
+        let mut text = String::new();
+        if !yaml.contains("listen:") {
+            text.push_str("listen: 127.0.0.1:0\n");
+        }
+        text.push_str(&format!("data_dir: {}\n{yaml}", data.display()));
+        std::fs::write(&cfg, text).expect("write collector config");
+        let mut cmd = Command::new(bin("weir-collector"));
+        cmd.args(["serve", "-c"]).arg(&cfg).args(args);
+        Self::launch(data, cmd).unwrap_or_else(|log| panic!("collector did not start: {log}"))
+    }
+
+    /// Spawns `cmd` (a `serve` without `--addr-file`) and waits for its
+    /// address; the log text if it exits or does not listen within 10 s.
+    fn launch(data: &Path, mut cmd: Command) -> Result<Collector, String> {
+        let addr_file = data.with_extension("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        cmd.arg("--addr-file").arg(&addr_file);
+        let mut proc = spawn(&mut cmd, data.with_extension("log"));
+        let bound = wait_for(Duration::from_secs(10), || {
+            if let Ok(Some(_)) = proc.child.try_wait() {
+                return Some(None);
+            }
+            std::fs::read_to_string(&addr_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+                .map(Some)
+        })
+        .flatten();
+        match bound {
+            Some(a) => Ok(Collector {
+                proc,
+                addr: a,
+                data: data.to_path_buf(),
+            }),
+            None => {
+                proc.kill9();
+                Err(proc.log_text())
+            }
+        }
+    }
+
+    /// Resident memory of the collector process, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.proc.child.id())
     }
 
     /// Base URL.
@@ -224,6 +253,135 @@ impl Agent {
                 .sum(),
         )
     }
+}
+
+/// Resident memory of process `pid`, in KiB (from /proc).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sends raw request bytes over a new loopback connection and reads the
+/// answer until the server closes; (status, body), or `None` on any failure
+/// or after `limit`.
+pub fn raw_request(addr: SocketAddr, request: &[u8], limit: Duration) -> Option<(u16, Vec<u8>)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.set_write_timeout(Some(limit)).ok()?;
+    s.write_all(request).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf[end + 4..].to_vec()))
+}
+
+/// POSTs `body` to `path` (HTTP/1.1, `Connection: close`); (status, body).
+pub fn raw_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    limit: Duration,
+) -> Option<(u16, Vec<u8>)> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    raw_request(addr, &req, limit)
+}
+
+/// A RecordBatch of `n` records of `size` bytes each, from no idempotent
+/// producer (id -1), uncompressed: what a plain Kafka client would send.
+pub fn plain_batch(n: usize, size: usize) -> Vec<u8> {
+    use weir_core::record::{encode_batch, Compression, ProducerStamp};
+    let events: Vec<weir_core::Event> = (0..n)
+        .map(|i| {
+            // Varied bytes, so that nothing compresses them away.
+            let text: String = (0..size)
+                .map(|j| (b'a' + ((i * 7 + j * 13) % 26) as u8) as char)
+                .collect();
+            weir_core::Event::from_message(text, weir_core::Metadata::default())
+        })
+        .collect();
+    let stamp = ProducerStamp {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+    encode_batch(&events, stamp, Compression::None)
+        .expect("encode")
+        .to_vec()
+}
+
+/// A test certificate authority and the certificates it signs, as PEM files in a directory.
+pub struct TestCa {
+    pub dir: PathBuf,
+    ca: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    /// A new CA named `name`, writing `<name>-ca.pem` into `dir`.
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca = params.self_signed(&key).expect("CA cert");
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).expect("write CA");
+        TestCa {
+            dir: dir.to_path_buf(),
+            ca,
+            key,
+        }
+    }
+
+    /// Path of the CA certificate file.
+    pub fn ca_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-ca.pem"))
+    }
+
+    /// Issues a certificate for `names` (DNS names or IP addresses); writes
+    /// `<file>.pem` and `<file>.key` and returns their paths.
+    pub fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.ca, &self.key).expect("sign");
+        let (c, k) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write cert");
+        std::fs::write(&k, key.serialize_pem()).expect("write key");
+        (c, k)
+    }
+}
+
+/// SHA-256 of `token` in hex, as a collector's `token_sha256`.
+pub fn token_sha256(token: &str) -> String {
+    let out = Command::new(bin("weir-collector"))
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(token.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("hash-token");
+    String::from_utf8(out.stdout)
+        .expect("hex")
+        .trim()
+        .to_owned()
 }
 
 /// A free loopback port (bound then released).

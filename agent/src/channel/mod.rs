@@ -21,9 +21,9 @@ use weir_core::metrics::{Counter, Gauge, Registry};
 use weir_core::units::{opt_duration, ByteSize};
 use weir_core::Event;
 
-use disk::{DiskOptions, DiskSpool, SpoolError, StreamMarks};
+use disk::{DiskOptions, DiskSpool, PayloadForm, SpoolError, StreamMarks};
 use memory::MemoryChannel;
-use weir_plugins::SourceBatch;
+use weir_plugins::{Record, SourceBatch};
 
 /// What a full channel does with new events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -238,12 +238,25 @@ pub enum PushError {
 pub struct Channel(Arc<Inner>);
 
 impl Channel {
-    /// Opens the channel of sink `name`; disk spools live in `spool_dir`.
+    /// Opens the channel of sink `name`; disk spools live in `spool_dir`
+    /// and hold records in the form the sink sends.
     pub fn open(
         name: &str,
         cfg: &ChannelConfig,
         spool_dir: &Path,
         registry: &Registry,
+    ) -> Result<Channel, SpoolError> {
+        Self::open_with(name, cfg, spool_dir, registry, PayloadForm::Records)
+    }
+
+    /// Opens a channel whose disk spool holds `form` (typed events for a
+    /// stateful transform's input log).
+    pub fn open_with(
+        name: &str,
+        cfg: &ChannelConfig,
+        spool_dir: &Path,
+        registry: &Registry,
+        form: PayloadForm,
     ) -> Result<Channel, SpoolError> {
         let metrics = ChannelMetrics::register(registry, name);
         let max_bytes = cfg.max_bytes();
@@ -254,6 +267,7 @@ impl Channel {
                     .map(|s| s.bytes())
                     .unwrap_or((max_bytes / 8).clamp(4096, 64 << 20));
                 let opts = DiskOptions {
+                    form,
                     max_bytes,
                     segment_bytes: seg,
                     when_full: cfg.when_full,
@@ -350,7 +364,7 @@ impl Channel {
         Ok(())
     }
 
-    /// The next records after the last ones read. Waits up to `wait` (forever
+    /// The next events after the last ones read. Waits up to `wait` (forever
     /// if `None`) for data: `Some(empty)` when the wait ran out, `None` at
     /// shutdown. Callers await it to completion: dropping it mid-read would
     /// lose the records read (until the next rewind or restart).
@@ -361,6 +375,38 @@ impl Channel {
         wait: Option<Duration>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<(u64, Event)>> {
+        self.next_with(wait, shutdown, move |b| match b {
+            Backend::Disk(d) => d.read(max_events, max_bytes),
+            Backend::Memory(m) => Ok(m.read(max_events, max_bytes)),
+        })
+        .await
+    }
+
+    /// Like `next_batch`, as records in the form the sink sends.
+    pub async fn next_records(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+        wait: Option<Duration>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<Record>> {
+        self.next_with(wait, shutdown, move |b| match b {
+            Backend::Disk(d) => d.read_records(max_events, max_bytes),
+            Backend::Memory(m) => Ok(m
+                .read(max_events, max_bytes)
+                .iter()
+                .map(|(id, e)| Record::from_event(*id, e))
+                .collect()),
+        })
+        .await
+    }
+
+    async fn next_with<T: Send + 'static>(
+        &self,
+        wait: Option<Duration>,
+        shutdown: &mut watch::Receiver<bool>,
+        read: impl Fn(&Backend) -> Result<Vec<T>, SpoolError> + Send + Sync + Clone + 'static,
+    ) -> Option<Vec<T>> {
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -368,11 +414,8 @@ impl Channel {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let inner = self.0.clone();
-            let res = tokio::task::spawn_blocking(move || match &inner.backend {
-                Backend::Disk(d) => d.read(max_events, max_bytes),
-                Backend::Memory(m) => Ok(m.read(max_events, max_bytes)),
-            })
-            .await;
+            let read = read.clone();
+            let res = tokio::task::spawn_blocking(move || read(&inner.backend)).await;
             match res {
                 Ok(Ok(batch)) if !batch.is_empty() => return Some(batch),
                 Ok(Ok(_)) => {}

@@ -11,10 +11,10 @@
 //! ```
 
 pub mod env;
-pub mod locate;
+/// Key positions in YAML, shared with the collector's validation.
+pub use weir_core::locate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
@@ -23,49 +23,7 @@ use weir_plugins::{SinkConfig, SourceConfig, TransformConfig, ERRORS_OUTPUT};
 
 use crate::channel::ChannelConfig;
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    /// 1-based line and column, when known.
-    pub pos: Option<(usize, usize)>,
-    /// Key path, e.g. `sinks.central.batch.max_events`; empty for the document.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some((l, c)) = self.pos {
-            write!(f, ":{l}:{c}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// All problems of a config, in file order.
-#[derive(Debug, Clone)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.0 {
-            writeln!(f, "{p}")?;
-        }
-        write!(
-            f,
-            "{} problem{} found",
-            self.0.len(),
-            if self.0.len() == 1 { "" } else { "s" }
-        )
-    }
-}
-
-impl std::error::Error for Problems {}
+pub use weir_core::problems::{Problem, Problems};
 
 /// A source of the pipeline.
 #[derive(Debug)]

@@ -23,16 +23,9 @@ impl SinkInput for ChannelInput {
     ) -> BoxFuture<'_, Option<Vec<Record>>> {
         Box::pin(async move {
             let mut shutdown = self.shutdown.clone();
-            let batch = self
-                .channel
-                .next_batch(max_events, max_bytes, wait, &mut shutdown)
-                .await?;
-            Some(
-                batch
-                    .iter()
-                    .map(|(id, e)| Record::from_event(*id, e))
-                    .collect(),
-            )
+            self.channel
+                .next_records(max_events, max_bytes, wait, &mut shutdown)
+                .await
         })
     }
 

@@ -9,6 +9,8 @@ pub mod inline;
 pub mod input;
 pub mod logged;
 pub mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use weir_plugins::{
     Clock, ComponentError, SinkContext, SourceContext, SystemClock, TransformContext,
 };
 
+use crate::channel::disk::PayloadForm;
 use crate::channel::{Channel, ChannelConfig, ChannelType, FsyncPolicy};
 use crate::config::{split_input, Pipeline};
 use inline::{Inline, TransformMetrics};
@@ -181,12 +184,11 @@ impl Graph {
             if t.config.stateful() {
                 let dir = data_dir.join("transforms").join(&t.id);
                 let cfg = ChannelConfig::default();
-                let ch = Channel::open(&t.id, &cfg, &dir, registry).map_err(|source| {
-                    RunError::Channel {
+                let ch = Channel::open_with(&t.id, &cfg, &dir, registry, PayloadForm::Events)
+                    .map_err(|source| RunError::Channel {
                         component: format!("transform {}", t.id),
                         source,
-                    }
-                })?;
+                    })?;
                 let log = LogInput::new(ch, clock.clone(), TICK_RESOLUTION);
                 g.logs.insert(t.id.clone(), Arc::new(log));
             } else {

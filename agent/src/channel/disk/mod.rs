@@ -53,9 +53,21 @@ use super::frame;
 use super::streams::{encode_changes, Change, StreamStates};
 use super::{ChannelMetrics, FsyncPolicy, WhenFull};
 
+/// What a spool's records hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadForm {
+    /// The record form a sink sends (JSON value): written once, sent as is.
+    #[default]
+    Records,
+    /// Typed events (a stateful transform's input log needs the types back).
+    Events,
+}
+
 /// Settings of one disk spool.
 #[derive(Debug, Clone)]
 pub struct DiskOptions {
+    /// What the records hold.
+    pub form: PayloadForm,
     pub max_bytes: u64,
     pub segment_bytes: u64,
     pub when_full: WhenFull,
@@ -161,11 +173,12 @@ struct Shared {
 
 struct Reader {
     interner: codec::Interner,
+    /// The last chunk read, reused when no record refers to it any more.
+    spare: Option<bytes::Bytes>,
     next_id: u64,
     seg_first: Option<u64>,
     file: Option<File>,
     pos: u64,
-    buf: Vec<u8>,
 }
 
 /// A disk spool. All methods block on I/O: call them from `spawn_blocking`.
@@ -288,11 +301,11 @@ impl DiskSpool {
             }),
             reader: Mutex::new(Reader {
                 interner: codec::Interner::default(),
+                spare: None,
                 next_id: acked,
                 seg_first: None,
                 file: None,
                 pos: 0,
-                buf: Vec::new(),
             }),
             ack_file: Mutex::new(ack_file),
             opts,
@@ -350,7 +363,10 @@ impl DiskSpool {
                 }
             }
             scratch.clear();
-            codec::encode(e, &mut scratch);
+            match self.opts.form {
+                PayloadForm::Records => codec::encode_record(e, &mut scratch),
+                PayloadForm::Events => codec::encode(e, &mut scratch),
+            }
             let need = (frame::HEADER + scratch.len()) as u64;
             let first = frames.is_empty().then_some(id);
             if !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {

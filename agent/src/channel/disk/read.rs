@@ -3,8 +3,12 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use weir_plugins::Record;
 
 use tracing::{error, warn};
 use weir_core::codec;
@@ -14,18 +18,65 @@ use super::{io_err, lock, DiskSpool, Reader, SegMeta, SpoolError};
 use crate::channel::frame::{self, Parsed};
 
 impl DiskSpool {
-    /// Reads up to `max_events` visible records (and about `max_bytes`) after the last one read.
+    /// Reads up to `max_events` visible records (and about `max_bytes`)
+    /// after the last one read, as events (either payload form).
     pub fn read(
         &self,
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Event)>, SpoolError> {
-        let mut r = lock(&self.reader);
         let mut out = Vec::new();
+        self.read_with(max_events, max_bytes, |r, id, chunk, range| {
+            let e = codec::decode_with(&chunk[range], &mut r.interner)?;
+            out.push((id, e));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Like `read`, as records in the form a sink sends: a record-form
+    /// payload's value is a slice of the chunk read from disk (no copy);
+    /// an event-form payload (a spool written by an older agent) is
+    /// converted.
+    pub fn read_records(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, SpoolError> {
+        let mut out = Vec::new();
+        self.read_with(max_events, max_bytes, |r, id, chunk, range| {
+            let payload = &chunk[range.clone()];
+            if codec::version_of(payload) == Some(codec::RECORD_VERSION) {
+                let v = codec::decode_record(payload)?;
+                out.push(Record {
+                    id,
+                    timestamp: v.timestamp,
+                    meta: codec::metadata_of(&v, &mut r.interner),
+                    value: chunk.slice(range.start + v.value_at..range.end),
+                });
+            } else {
+                let e = codec::decode_with(payload, &mut r.interner)?;
+                out.push(Record::from_event(id, &e));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The read loop: hands each visible record's payload (a range of the
+    /// chunk it was read in) to `take`.
+    fn read_with(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+        mut take: impl FnMut(&mut Reader, u64, &Bytes, Range<usize>) -> Result<(), codec::DecodeError>,
+    ) -> Result<usize, SpoolError> {
+        let mut r = lock(&self.reader);
+        let mut taken = 0usize;
         let mut bytes = 0usize;
         // Bytes the next read must cover to hold one record larger than a chunk.
         let mut hint = 0usize;
-        while out.len() < max_events && bytes < max_bytes {
+        while taken < max_events && bytes < max_bytes {
             let (seg, sealed) = {
                 let s = lock(&self.shared);
                 if r.next_id < s.acked {
@@ -64,17 +115,25 @@ impl DiskSpool {
             }
             let avail = (seg.size - r.pos) as usize;
             let want = avail.min(hint.max((max_bytes - bytes).clamp(1 << 16, 8 << 20)));
-            let mut buf = std::mem::take(&mut r.buf);
-            buf.resize(want, 0);
-            if let Some(Err(e)) = r.file.as_ref().map(|f| f.read_exact_at(&mut buf, r.pos)) {
-                r.buf = buf;
+            // Records handed out share the chunk (Bytes slices). The last
+            // chunk is reused once they are all dropped, which is the rule:
+            // a fresh one per read costs an mmap, zeroing and page faults.
+            let mut fill = reclaim(&mut r.spare, want);
+            if let Some(Err(e)) = r
+                .file
+                .as_ref()
+                .map(|f| f.read_exact_at(&mut fill[..want], r.pos))
+            {
                 return Err(io_err(&seg.path)(e));
             }
+            let whole = fill.freeze();
+            r.spare = Some(whole.clone());
+            let buf = whole.slice(..want);
             let mut at = 0usize;
             let mut damaged = false;
             let grew = hint > 0;
             hint = 0;
-            while at < buf.len() && out.len() < max_events && bytes < max_bytes {
+            while at < buf.len() && taken < max_events && bytes < max_bytes {
                 match frame::parse(&buf[at..]) {
                     Parsed::Record {
                         id,
@@ -82,6 +141,8 @@ impl DiskSpool {
                         len,
                         control,
                     } => {
+                        let start = at + frame::HEADER;
+                        let range = start..start + payload.len();
                         at += len;
                         if control || id < r.next_id {
                             continue;
@@ -89,10 +150,10 @@ impl DiskSpool {
                         // A gap inside a segment was counted where it arose
                         // (salvage on open, or `salvage` below).
                         r.next_id = id + 1;
-                        match codec::decode_with(payload, &mut r.interner) {
-                            Ok(e) => {
+                        match take(&mut r, id, &buf, range) {
+                            Ok(()) => {
                                 bytes += len;
-                                out.push((id, e));
+                                taken += 1;
                             }
                             Err(err) => {
                                 self.metrics.corrupt.inc();
@@ -116,12 +177,11 @@ impl DiskSpool {
                 }
             }
             r.pos += at as u64;
-            r.buf = buf;
             if damaged {
                 self.salvage(&mut r, &seg)?;
             }
         }
-        Ok(out)
+        Ok(taken)
     }
 
     /// Moves the reader past damage at its position to the next valid record of the segment.
@@ -165,4 +225,20 @@ impl DiskSpool {
             let _ = fs::copy(path, q.join(name));
         }
     }
+}
+
+/// A buffer of at least `want` bytes: the previous chunk if nothing else
+/// holds it any more, else a new one. Its length is its full size, so a
+/// reused buffer is not zeroed again.
+fn reclaim(spare: &mut Option<Bytes>, want: usize) -> BytesMut {
+    if let Some(Ok(mut b)) = spare.take().map(Bytes::try_into_mut) {
+        if b.len() >= want {
+            return b;
+        }
+        if b.capacity() >= want {
+            b.resize(want, 0);
+            return b;
+        }
+    }
+    BytesMut::zeroed(want)
 }

@@ -35,6 +35,42 @@ pub struct CollectorSinkConfig {
     /// Longest retry delay.
     #[serde(default = "default_max_backoff", with = "duration")]
     pub max_backoff: Duration,
+    /// This agent's bearer token, when the collector authenticates by token
+    /// (use `${WEIR_COLLECTOR_TOKEN}` to keep it out of the file).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// TLS settings for an `https://` URL.
+    #[serde(default)]
+    pub tls: Option<SinkTls>,
+}
+
+/// TLS towards the collector.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SinkTls {
+    /// PEM file with the CA certificate(s) that signed the collector's certificate.
+    pub ca_file: std::path::PathBuf,
+    /// PEM client certificate, when the collector authenticates by certificate.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Verify the collector's certificate for this name instead of the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl SinkTls {
+    /// As the shared client's settings.
+    pub fn client(&self) -> weir_core::http_client::ClientTls {
+        weir_core::http_client::ClientTls {
+            ca_file: Some(self.ca_file.clone()),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
 }
 
 /// Batch limits: a batch is sent when any is reached.
@@ -93,6 +129,25 @@ impl CollectorSinkConfig {
                 "url: {:?} must start with http:// or https://",
                 self.url
             ));
+        }
+        let https = self.url.starts_with("https://");
+        match &self.tls {
+            None if https => p.push(
+                "tls.ca_file: an https:// URL needs the CA that signed the collector's certificate"
+                    .to_owned(),
+            ),
+            Some(_) if !https => p.push("tls: set, but the url is not https://".to_owned()),
+            Some(t) if t.cert_file.is_some() != t.key_file.is_some() => {
+                p.push("tls: a client certificate needs both cert_file and key_file".to_owned())
+            }
+            _ => {}
+        }
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty() || t.chars().any(|c| c.is_control()))
+        {
+            p.push("token: must be non-empty text without control characters".to_owned());
         }
         if !weir_core::protocol::valid_name(&self.topic) {
             p.push(format!(

@@ -12,11 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{StateError, StateStore};
 
-/// The producer identity of one sink, created once.
+/// The producer identity of one sink, issued by the collector.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Producer {
     pub id: i64,
     pub epoch: i16,
+    /// Issued by the collector. False for an id an older agent made itself;
+    /// such an id is replaced on start (see `CollectorSink::migrate`).
+    #[serde(default)]
+    pub issued: bool,
 }
 
 /// A batch sent or about to be sent.
@@ -60,12 +64,11 @@ impl Journal {
         state.put(id, KEY, &bytes)
     }
 
-    /// Starts a new epoch: sequences restart at 0 and the in-flight batches are
-    /// forgotten (used when they can no longer be re-formed identically).
-    pub fn bump_epoch(&mut self) {
-        if let Some(p) = &mut self.producer {
-            p.epoch = p.epoch.wrapping_add(1).max(0);
-        }
+    /// Starts a new epoch (or a new id) the collector issued: sequences
+    /// restart at 0 and the in-flight batches are forgotten (they are re-read
+    /// from the channel and re-formed under the new identity).
+    pub fn start_epoch(&mut self, p: Producer) {
+        self.producer = Some(p);
         self.next_seq.clear();
         self.inflight.clear();
     }
@@ -80,7 +83,11 @@ mod tests {
         let s = StateStore::in_memory().unwrap();
         assert_eq!(Journal::load(&s, "sink").unwrap(), Journal::default());
         let mut j = Journal {
-            producer: Some(Producer { id: 42, epoch: 0 }),
+            producer: Some(Producer {
+                id: 42,
+                epoch: 0,
+                issued: true,
+            }),
             partitions: 2,
             ..Default::default()
         };
@@ -93,8 +100,16 @@ mod tests {
         });
         j.save(&s, "sink").unwrap();
         assert_eq!(Journal::load(&s, "sink").unwrap(), j);
-        j.bump_epoch();
+        j.start_epoch(Producer {
+            id: 42,
+            epoch: 1,
+            issued: true,
+        });
         assert_eq!(j.producer.unwrap().epoch, 1);
         assert!(j.inflight.is_empty() && j.next_seq.is_empty());
+        // A journal written before ids were issued loads as not issued.
+        let old = r#"{"producer":{"id":7,"epoch":0},"next_seq":{},"inflight":[],"partitions":1}"#;
+        let j: Journal = serde_json::from_str(old).unwrap();
+        assert!(!j.producer.unwrap().issued);
     }
 }

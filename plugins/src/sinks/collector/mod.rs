@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use weir_core::partition;
-use weir_core::protocol::{CreateTopic, ProducerPosition, TopicInfo};
+use weir_core::protocol::{
+    CreateTopic, InitProducer, ProducerIdentity, ProducerPosition, TopicInfo,
+};
 
 pub use config::CollectorSinkConfig;
 use journal::{Entry, Journal, Producer};
@@ -77,26 +79,30 @@ impl CollectorSink {
         let state = self.ctx.state.clone();
         let id = self.ctx.id.clone();
         self.journal = blocking(move || Journal::load(&state, &id)).await?;
-        if self.journal.producer.is_none() {
-            use rand::Rng;
-            self.journal.producer = Some(Producer {
-                id: rand::thread_rng().gen_range(1..i64::MAX),
-                epoch: 0,
-            });
-            self.save().await?;
-        }
         let Some(partitions) = self.ensure_topic().await else {
             return Ok(());
         };
+        if !self.journal.producer.is_some_and(|p| p.issued) {
+            let legacy = self.journal.producer;
+            if let Some(old) = legacy {
+                if self.migrate(old).await.is_none() {
+                    return Ok(());
+                }
+            }
+            if self.new_epoch(true).await.is_none() {
+                return Ok(());
+            }
+        }
         if self.journal.partitions != partitions {
             if !self.journal.inflight.is_empty() {
                 warn!(sink = %self.ctx.id, was = self.journal.partitions, now = partitions, "Partition count changed; starting a new producer epoch.");
-                self.journal.bump_epoch();
+                if self.new_epoch(false).await.is_none() {
+                    return Ok(());
+                }
             }
             self.journal.partitions = partitions;
             self.save().await?;
         }
-        self.check_fencing().await;
         let acked = Arc::new(AtomicU64::new(0));
         let mut pending: VecDeque<InFlight> = VecDeque::new();
         // Resend what was in flight at the last stop, exactly as it was.
@@ -109,7 +115,14 @@ impl CollectorSink {
                 Range::Shutdown => return Ok(()),
                 Range::Gone => {
                     warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel (records dropped or damaged); starting a new producer epoch.");
-                    self.journal.bump_epoch();
+                    for f in pending.drain(..) {
+                        f.task.abort();
+                    }
+                    if self.new_epoch(false).await.is_none() {
+                        return Ok(());
+                    }
+                    self.ctx.input.rewind();
+                    self.buffer.clear();
                     break;
                 }
             };
@@ -138,7 +151,7 @@ impl CollectorSink {
                         self.journal.inflight.retain(|e| e.start >= entry.end);
                     }
                     Outcome::Shutdown => return self.stop(pending).await,
-                    Outcome::Rejected(why) => {
+                    Outcome::Rejected { why, new_id } => {
                         // The collector lost our sequence (restored or wiped) or
                         // fenced this epoch: resend everything in flight under a
                         // new epoch, re-read from the channel.
@@ -148,7 +161,9 @@ impl CollectorSink {
                             f.task.abort();
                             entries.push(f.entry);
                         }
-                        self.journal.bump_epoch();
+                        if self.new_epoch(new_id).await.is_none() {
+                            return self.stop(pending).await;
+                        }
                         self.ctx.input.rewind();
                         self.buffer.clear();
                         acked.store(entries[0].start, Ordering::SeqCst);
@@ -184,9 +199,11 @@ impl CollectorSink {
     }
 
     fn producer(&self) -> Producer {
-        self.journal
-            .producer
-            .unwrap_or(Producer { id: -1, epoch: -1 })
+        self.journal.producer.unwrap_or(Producer {
+            id: -1,
+            epoch: -1,
+            issued: false,
+        })
     }
 
     /// Chooses partitions and sequences for a batch.
@@ -403,30 +420,94 @@ impl CollectorSink {
         }
     }
 
-    /// Learns where the collector has this producer; a newer epoch there means
-    /// our state is stale (restored from backup): move past it.
-    async fn check_fencing(&mut self) {
-        let p = self.producer();
-        let path = format!("/v1/producers/{}/{}", p.id, self.cfg.topic);
-        match self.sender.get_json::<Vec<ProducerPosition>>(&path).await {
-            Ok(positions) => {
-                if let Some(max) = positions.iter().map(|x| x.producer_epoch).max() {
-                    if max > p.epoch {
-                        warn!(sink = %self.ctx.id, ours = p.epoch, collector = max, "The collector has a newer epoch of this producer; moving past it.");
-                        self.journal.bump_epoch();
-                        if let Some(pr) = &mut self.journal.producer {
-                            pr.epoch = max.wrapping_add(1).max(0);
-                        }
-                    }
+    /// Asks the collector for a new epoch of our producer id, or for a new
+    /// id (`new_id`, or when the collector will not bump ours), retrying
+    /// until it answers; then restarts sequences. `None` at shutdown.
+    async fn new_epoch(&mut self, new_id: bool) -> Option<()> {
+        let mut existing = if new_id {
+            None
+        } else {
+            self.journal.producer.filter(|p| p.issued).map(|p| p.id)
+        };
+        let mut backoff = self.cfg.initial_backoff;
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let req = InitProducer {
+                producer_id: existing,
+            };
+            match self
+                .sender
+                .post_json::<ProducerIdentity>("/v1/producers", &req)
+                .await
+            {
+                Ok(id) => {
+                    info!(sink = %self.ctx.id, producer_id = id.producer_id, epoch = id.producer_epoch, "The collector issued our producer identity.");
+                    self.journal.start_epoch(Producer {
+                        id: id.producer_id,
+                        epoch: id.producer_epoch,
+                        issued: true,
+                    });
+                    return self.save().await.ok();
                 }
-                for pos in positions {
-                    info!(sink = %self.ctx.id, partition = pos.partition, next_sequence = pos.next_sequence, "Collector's position for this producer.");
+                Err(send::HttpError::Status { status, body })
+                    if existing.is_some() && (status == 403 || status == 409) =>
+                {
+                    // Our id is not ours any more (the collector's registry
+                    // was replaced) or its epochs are used up: take a new id.
+                    warn!(sink = %self.ctx.id, status, answer = %body, "The collector will not bump our producer id; asking for a new one.");
+                    existing = None;
+                    continue;
+                }
+                Err(send::HttpError::Status { status, body }) if status == 401 || status == 403 => {
+                    error!(sink = %self.ctx.id, status, answer = %body, retry_in = ?backoff, "The collector refuses our credentials; check `token` or the client certificate and the collector's principals.");
+                }
+                Err(e) => {
+                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Could not get a producer identity from the collector; retrying.");
                 }
             }
-            Err(e) => {
-                warn!(sink = %self.ctx.id, error = %e, "Could not read the producer's position from the collector.")
+            tokio::select! {
+                _ = tokio::time::sleep(send::jitter(backoff)) => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+            backoff = (backoff * 2).min(self.cfg.max_backoff);
+        }
+    }
+
+    /// Moves from an id this agent made itself (before the collector issued
+    /// ids) to an issued one without duplicating: the batches that were in
+    /// flight under the old id and that the collector holds (its position
+    /// for the old id is past them) are acknowledged; the rest are re-read
+    /// from the channel and sent under the new id. `None` at shutdown.
+    async fn migrate(&mut self, old: Producer) -> Option<()> {
+        if self.journal.inflight.is_empty() {
+            return Some(());
+        }
+        let path = format!("/v1/producers/{}/{}", old.id, self.cfg.topic);
+        let mut backoff = self.cfg.initial_backoff;
+        let mut shutdown = self.ctx.shutdown.clone();
+        let positions = loop {
+            match self.sender.get_json::<Vec<ProducerPosition>>(&path).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Could not read the old producer id's position; retrying.")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(send::jitter(backoff)) => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+            backoff = (backoff * 2).min(self.cfg.max_backoff);
+        };
+        let held = held_prefix(&self.journal, old.epoch, &positions);
+        if let Some(end) = held {
+            info!(sink = %self.ctx.id, old_producer_id = old.id, acknowledged_to = end, "Migrating to a collector-issued producer id: in-flight batches the collector holds are acknowledged.");
+            if let Err(e) = self.ctx.input.ack(end).await {
+                warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; those batches may be sent again.");
             }
         }
+        self.ctx.input.rewind();
+        self.buffer.clear();
+        Some(())
     }
 
     /// Waits briefly for in-flight batches, acknowledges those confirmed, and saves the journal.
@@ -448,6 +529,36 @@ impl CollectorSink {
     }
 }
 
+/// The spool id up to which the journal's in-flight entries (oldest first)
+/// are all held by the collector, judging by its positions for the old
+/// producer at `epoch`; `None` when not even the first is. An entry is held
+/// when, in each partition it wrote to, the collector's next sequence is past
+/// the entry's last one (sequences of one epoch are contiguous per partition).
+fn held_prefix(j: &Journal, epoch: i16, positions: &[ProducerPosition]) -> Option<u64> {
+    let mut held = None;
+    for (i, e) in j.inflight.iter().enumerate() {
+        let all = e.base_seqs.iter().all(|(p, base)| {
+            // The entry ends where the next entry writing to `p` starts.
+            let end = j.inflight[i + 1..]
+                .iter()
+                .find_map(|later| later.base_seqs.get(p).copied())
+                .or_else(|| j.next_seq.get(p).copied())
+                .unwrap_or(*base);
+            end != *base
+                && positions.iter().any(|pos| {
+                    pos.partition == *p
+                        && pos.producer_epoch == epoch
+                        && send::seq_at_or_after(pos.next_sequence, end)
+                })
+        });
+        if !all {
+            break;
+        }
+        held = Some(e.end);
+    }
+    held
+}
+
 /// The partition of a record: its key's hash, or the batch's keyless partition.
 pub fn partition_of(meta: &weir_core::Metadata, partitions: u32, keyless: u32) -> u32 {
     match &meta.key {
@@ -466,4 +577,53 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await?
         .map_err(|e| ComponentError::Fatal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(start: u64, end: u64, seqs: &[(u32, i32)]) -> Entry {
+        Entry {
+            start,
+            end,
+            keyless_partition: 0,
+            base_seqs: seqs.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn migration_acknowledges_exactly_the_in_flight_batches_the_collector_holds() {
+        let j = Journal {
+            inflight: vec![
+                entry(0, 10, &[(0, 0)]),
+                entry(10, 20, &[(0, 10), (1, 0)]),
+                entry(20, 30, &[(1, 5)]),
+            ],
+            next_seq: [(0, 15), (1, 9)].into(),
+            ..Default::default()
+        };
+        let at = |p0: i32, p1: i32| {
+            vec![
+                ProducerPosition {
+                    partition: 0,
+                    producer_epoch: 2,
+                    next_sequence: p0,
+                },
+                ProducerPosition {
+                    partition: 1,
+                    producer_epoch: 2,
+                    next_sequence: p1,
+                },
+            ]
+        };
+        assert_eq!(held_prefix(&j, 2, &at(0, 0)), None);
+        assert_eq!(held_prefix(&j, 2, &at(10, 0)), Some(10));
+        // Entry 2 wrote to both partitions: held only when both are past it.
+        assert_eq!(held_prefix(&j, 2, &at(15, 4)), Some(10));
+        assert_eq!(held_prefix(&j, 2, &at(15, 5)), Some(20));
+        assert_eq!(held_prefix(&j, 2, &at(15, 9)), Some(30));
+        // Another epoch's positions say nothing about ours.
+        assert_eq!(held_prefix(&j, 3, &at(15, 9)), None);
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{error, warn};
+use weir_core::http_client::{self, ClientError};
 use weir_core::metrics::Counter;
 use weir_core::protocol::{ApiError, ErrorKind, ProduceAck};
 use weir_core::record::{encode_records, Compression, ProducerStamp, RecordParts};
@@ -25,10 +26,16 @@ pub enum Outcome {
     Acked,
     /// The agent is shutting down.
     Shutdown,
-    /// The collector refuses this producer's sequence (it lost or fenced our
-    /// state); the caller restarts under a new epoch.
-    Rejected(String),
+    /// The collector refuses this producer's sequence or identity (it lost
+    /// or fenced our state); the caller restarts under a new epoch, or a new
+    /// producer id when `new_id`.
+    Rejected { why: String, new_id: bool },
 }
+
+/// Largest JSON answer read from the collector: acknowledgements, topic and
+/// producer answers are a few hundred bytes; anything past this is refused
+/// rather than read into memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// The HTTP side of the sink, shared by its batch tasks.
 pub struct Sender {
@@ -43,13 +50,14 @@ pub struct Sender {
     bytes: Counter,
     retries: Counter,
     duplicates: Counter,
+    conflicts: Counter,
 }
 
 /// A request failure, for logs.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("request failed: {0}")]
-    Request(#[from] reqwest::Error),
+    #[error("{0}")]
+    Request(#[from] ClientError),
     #[error("collector answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("unreadable answer: {0}")]
@@ -58,11 +66,23 @@ pub enum HttpError {
 
 impl Sender {
     /// A sender for the sink configured by `cfg`.
-    pub fn new(cfg: &CollectorSinkConfig, ctx: &SinkContext) -> Result<Sender, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    pub fn new(cfg: &CollectorSinkConfig, ctx: &SinkContext) -> Result<Sender, ClientError> {
+        let tls = cfg.tls.as_ref().map(|t| t.client()).unwrap_or_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &cfg.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+                .map_err(|_| {
+                    ClientError::Build("the token has characters a header cannot carry".into())
+                })?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let client = http_client::builder(&tls)?
+            .default_headers(headers)
             .timeout(cfg.request_timeout)
             .connect_timeout(Duration::from_secs(5))
-            .build()?;
+            .build()
+            .map_err(|e| ClientError::Build(http_client::chain(&e)))?;
         let l = [("component", ctx.id.as_str())];
         let r = &ctx.metrics;
         Ok(Sender {
@@ -93,6 +113,11 @@ impl Sender {
                 "Resent batches the collector already held (not appended twice).",
                 &l,
             ),
+            conflicts: r.counter(
+                "weir_sink_conflicts_total",
+                "Sends the collector refused as conflicting with a different batch it holds at our sequence numbers (not delivered; retried).",
+                &l,
+            ),
         })
     }
 
@@ -109,7 +134,8 @@ impl Sender {
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await?;
+            .await
+            .map_err(ClientError::from)?;
         decode(r).await
     }
 
@@ -122,7 +148,8 @@ impl Sender {
             self.client
                 .get(format!("{}{path}", self.base))
                 .send()
-                .await?,
+                .await
+                .map_err(ClientError::from)?,
         )
         .await
     }
@@ -172,15 +199,23 @@ impl Sender {
                             break;
                         }
                         if acked.load(Ordering::SeqCst) == entry.start {
-                            return Outcome::Rejected(format!("partition {partition}: collector expects sequence {expected}, oldest unconfirmed batch starts at {base_seq}"));
+                            return Outcome::Rejected { why: format!("partition {partition}: collector expects sequence {expected}, oldest unconfirmed batch starts at {base_seq}"), new_id: false };
                         }
                         // An earlier batch has not landed yet; it will.
                         backoff = Duration::from_millis(20);
                     }
-                    Err(Refusal::Fenced(msg)) => return Outcome::Rejected(msg),
+                    Err(Refusal::Fenced(why)) => return Outcome::Rejected { why, new_id: false },
+                    Err(Refusal::Identity(why)) => return Outcome::Rejected { why, new_id: true },
+                    Err(Refusal::Conflict(msg)) => {
+                        // Not delivered: keep the batch, retry with backoff, and
+                        // make noise. Someone wrote other data under our
+                        // identity, or our state is older than the collector's.
+                        self.conflicts.inc();
+                        error!(sink = %self.sink, partition, base_seq, count, error = %msg, "The collector holds a different batch at our sequence numbers; this batch is NOT delivered and is retried. An operator must look (docs/operations.md: conflicts).");
+                    }
                     Err(Refusal::UnknownProducer) => {
                         if acked.load(Ordering::SeqCst) == entry.start {
-                            return Outcome::Rejected(format!("partition {partition}: the collector has no state for this producer"));
+                            return Outcome::Rejected { why: format!("partition {partition}: the collector has no state for this producer"), new_id: false };
                         }
                         // The oldest batch in flight has not established us yet.
                         backoff = Duration::from_millis(20);
@@ -211,9 +246,11 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|e| Refusal::Retry(e.to_string()))?;
+            .map_err(|e| Refusal::Retry(http_client::chain(&e)))?;
         let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| Refusal::Retry(e.to_string()))?;
+        let bytes = http_client::read_limited(r, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| Refusal::Retry(e.to_string()))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| Refusal::Retry(format!("unreadable acknowledgement: {e}")));
@@ -234,6 +271,21 @@ impl Sender {
                 error: ErrorKind::UnknownProducer,
                 ..
             }) => Err(Refusal::UnknownProducer),
+            Some(ApiError {
+                error: ErrorKind::ConflictingBatch,
+                message,
+                ..
+            }) => Err(Refusal::Conflict(message)),
+            Some(ApiError {
+                error: ErrorKind::InvalidProducerEpoch,
+                message,
+                ..
+            }) => Err(Refusal::Fenced(message)),
+            Some(ApiError {
+                error: ErrorKind::InvalidProducerId | ErrorKind::EpochExhausted,
+                message,
+                ..
+            }) => Err(Refusal::Identity(message)),
             Some(a) => {
                 if a.error == ErrorKind::CorruptBatch || a.error == ErrorKind::InvalidRequest {
                     error!(sink = %self.sink, status = status.as_u16(), error = %a.message, "Collector refused a batch as invalid; retrying (nothing is dropped).");
@@ -256,13 +308,18 @@ impl Sender {
 enum Refusal {
     OutOfOrder(i32),
     UnknownProducer,
+    /// Our epoch is not the current one: re-init for a new epoch.
     Fenced(String),
+    /// Our producer id is not ours (or exhausted): ask for a new id.
+    Identity(String),
+    /// A different batch is stored at our sequence numbers.
+    Conflict(String),
     Retry(String),
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, HttpError> {
     let status = r.status();
-    let bytes = r.bytes().await?;
+    let bytes = http_client::read_limited(r, MAX_ANSWER_BYTES).await?;
     if !status.is_success() {
         return Err(HttpError::Status {
             status: status.as_u16(),
@@ -312,7 +369,7 @@ pub fn encode_entry(
 }
 
 /// Whether sequence `a` is at or after `b`, in Kafka's wrapping 31-bit space.
-fn seq_at_or_after(a: i32, b: i32) -> bool {
+pub(super) fn seq_at_or_after(a: i32, b: i32) -> bool {
     let m = i64::from(i32::MAX) + 1;
     let d = (i64::from(a) - i64::from(b)).rem_euclid(m);
     d < m / 2
@@ -355,7 +412,11 @@ mod tests {
             keyless_partition: 1,
             base_seqs: [(0, 5), (1, 7), (2, 9)].into(),
         };
-        let p = Producer { id: 3, epoch: 0 };
+        let p = Producer {
+            id: 3,
+            epoch: 0,
+            issued: true,
+        };
         let a = encode_entry(&entry, 3, p, &events, Compression::Zstd).unwrap();
         let b = encode_entry(&entry, 3, p, &events, Compression::Zstd).unwrap();
         assert_eq!(a, b);

@@ -303,7 +303,10 @@ impl FileSource {
     /// Checkpointed files that left the glob while the agent was down (rotated):
     /// find them by inode in their old directory and finish reading them.
     fn resume_rotated_checkpoints(&mut self) {
-        let pending = std::mem::take(&mut self.pending_checkpoints);
+        let mut pending = std::mem::take(&mut self.pending_checkpoints);
+        // Oldest first: a file's key ends with the time it was first seen.
+        pending.sort_by_key(|c| first_seen(&c.key));
+        let mut found = Vec::new();
         for c in pending {
             let dir = Path::new(&c.path)
                 .parent()
@@ -339,21 +342,28 @@ impl FileSource {
                         0,
                     );
                     t.in_glob = false;
-                    self.tailers.insert(0, t);
+                    found.push(t);
                     break;
                 }
             }
         }
-        self.tailers.sort_by_key(|t| (t.in_glob, t.order));
+        // Rotated files come before every file still under the glob, in the
+        // order they were first seen.
+        found.append(&mut self.tailers);
+        self.tailers = found;
+        self.tailers.sort_by_key(|t| t.in_glob);
         self.metrics.open_files.set(self.tailers.len() as i64);
     }
 
     /// Reads every file (oldest first) up to a bound, sending each chunk's
-    /// lines. Returns whether anything was read; `Err` at shutdown.
+    /// lines. A file that left the glob (rotated) is read to its end before
+    /// any newer file: its successor's lines must not overtake its own.
+    /// Returns whether anything was read; `Err` at shutdown.
     async fn drain_round(&mut self, buf: &mut Vec<u8>) -> Result<bool, ()> {
         let mut progressed = false;
         let max = self.cfg.read_bytes.bytes() as usize;
         for i in 0..self.tailers.len() {
+            let mut at_end = false;
             for _ in 0..CHUNKS_PER_ROUND {
                 let mut lines = Vec::new();
                 let t = &mut self.tailers[i];
@@ -361,11 +371,16 @@ impl FileSource {
                     Ok(o) => o,
                     Err(e) => {
                         warn!(path = %t.path.display(), error = %e, "Read failed; will retry.");
+                        // A file that cannot be read must not hold back the others.
+                        at_end = true;
                         break;
                     }
                 };
                 match outcome {
-                    ReadOutcome::Eof => break,
+                    ReadOutcome::Eof => {
+                        at_end = true;
+                        break;
+                    }
                     ReadOutcome::Truncated => {
                         warn!(path = %t.path.display(), "File was truncated or rewritten; reading it again from the start.");
                         self.metrics.truncations.inc();
@@ -387,6 +402,10 @@ impl FileSource {
                     continue;
                 }
                 self.send(i, lines).await?;
+            }
+            if !at_end && !self.tailers[i].in_glob {
+                // Not finished yet: newer files wait for the next round.
+                return Ok(progressed);
             }
         }
         Ok(progressed)
@@ -516,6 +535,15 @@ fn is_checkpointed_file(file: &File, (dev, ino): (u64, u64), c: &FileCheckpoint)
             },
         )
         .unwrap_or(false)
+}
+
+/// The time a file was first seen, from its stream key
+/// (`<source>/<dev>:<ino>:<first seen ns>`); 0 if the key has another form.
+fn first_seen(key: &str) -> u64 {
+    key.rsplit(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The directory a glob pattern starts from (its longest literal prefix).

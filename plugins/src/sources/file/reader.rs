@@ -63,7 +63,7 @@ impl LineSplitter {
     /// Splits `chunk`, read at file offset `offset`, appending complete lines to `out`.
     pub fn push(&mut self, chunk: &[u8], offset: u64, out: &mut Vec<Line>) {
         let mut start = 0;
-        let mut it = memchr_iter(chunk);
+        let mut it = memchr::memchr_iter(b'\n', chunk);
         loop {
             let nl = it.next();
             let end = nl.unwrap_or(chunk.len());
@@ -107,13 +107,6 @@ impl LineSplitter {
             },
         }
     }
-}
-
-fn memchr_iter(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    b.iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b'\n')
-        .map(|(i, _)| i)
 }
 
 #[cfg(test)]

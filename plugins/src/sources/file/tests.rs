@@ -298,3 +298,33 @@ async fn a_rotated_file_s_last_line_without_newline_is_sent_when_the_file_is_fin
         "the last line ends at the end of the file"
     );
 }
+
+#[tokio::test]
+async fn a_file_rotated_while_stopped_is_finished_before_the_new_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::in_memory().unwrap();
+    // Small reads: each rotated file takes many rounds to finish.
+    let cfg = config(dir.path(), "read_bytes: 4KiB\n");
+    let log = dir.path().join("app.log");
+    append(&log, &numbered(0, 10));
+    let r = start(&cfg, &state);
+    r.out.wait_lines(10).await;
+    r.stop().await;
+    // While the agent is down the file grows far beyond one round of
+    // reads, rotates, and the new file gets lines.
+    append(&log, &numbered(10, 20_000));
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, &numbered(20_000, 20_100));
+    let r = start(&cfg, &state);
+    let got = r.out.wait_lines(20_090).await;
+    r.stop().await;
+    let want = expected(10, 20_100);
+    let first_diff = (0..want.len().max(got.len())).find(|&i| got.get(i) != want.get(i));
+    assert_eq!(
+        first_diff,
+        None,
+        "the rotated file to its end first: got {} lines, first difference {:?}",
+        got.len(),
+        first_diff.map(|i| (got.get(i), want.get(i)))
+    );
+}

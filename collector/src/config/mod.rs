@@ -1,0 +1,347 @@
+//! `weir-collector serve` configuration, from a YAML file (`-c`) and flags.
+//! Validation (`weir-collector validate`) is in `validate.rs`.
+
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_core::units::{duration, opt_duration, ByteSize};
+
+pub use validate::{load, problems_in};
+
+use crate::auth::PrincipalConfig;
+use crate::limits::GateLimits;
+use crate::log::{FsyncPolicy, StoreConfig};
+use crate::service::ServiceLimits;
+
+/// The collector's settings. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Address the HTTP API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where topics, producer identities and consumer group offsets are stored.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Allow listening beyond loopback without TLS and principals. Anyone who
+    /// reaches the port can then write, read and create topics.
+    #[serde(default)]
+    pub insecure: bool,
+    /// TLS on the listener; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Who may connect and what each may do. Empty: the collector is open
+    /// (everyone may do everything), allowed only on loopback or with `insecure`.
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+    /// Partitions of a topic created without a count (e.g. on first write).
+    #[serde(default = "default_partitions")]
+    pub default_partitions: u32,
+    /// A partition rolls to a new segment file past this size.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: ByteSize,
+    /// Retention limits; whole segments past either limit are deleted.
+    #[serde(default)]
+    pub retention: Retention,
+    /// When to fsync before acknowledging: `batch` (group commit), `interval` or `none`.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// Period of the `interval` fsync policy.
+    #[serde(default = "default_fsync_interval", with = "duration")]
+    pub fsync_interval: Duration,
+    /// Largest request body accepted (one batch).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: ByteSize,
+    /// Bounds on connections, time, memory and the log's size.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// TLS on the listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM file with the CA certificates that sign agents' client
+    /// certificates. Set: clients may authenticate with a certificate.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse TLS connections without a valid client certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+/// Bounds that keep the collector serving whatever its clients do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections; further ones wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Fetches in progress at once (each may long-poll).
+    #[serde(default = "default_max_fetches")]
+    pub max_fetches: usize,
+    /// Produces in progress at once.
+    #[serde(default = "default_max_produces")]
+    pub max_produces: usize,
+    /// Other API requests in progress at once (topics, offsets, groups, producer init).
+    #[serde(default = "default_max_other")]
+    pub max_other_requests: usize,
+    /// Bytes of request and response bodies held at once across all connections.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: ByteSize,
+    /// How long a request waits for a free slot or budget before `503` with `Retry-After`.
+    #[serde(default = "default_busy_wait", with = "duration")]
+    pub busy_wait: Duration,
+    /// Time for a new connection's TLS handshake and request headers, and
+    /// for a request's headers once its first byte arrived.
+    #[serde(default = "default_header_timeout", with = "duration")]
+    pub header_timeout: Duration,
+    /// Longest time to receive one request body.
+    #[serde(default = "default_body_timeout", with = "duration")]
+    pub body_timeout: Duration,
+    /// Slowest average body rate accepted after `header_timeout` of grace, bytes per second.
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_rate: ByteSize,
+    /// A keep-alive connection without a request for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// A connection whose answer cannot be written for this long (the client
+    /// does not read) is dropped.
+    #[serde(default = "default_write_timeout", with = "duration")]
+    pub write_timeout: Duration,
+    /// On SIGTERM, longest wait for requests in progress before they are cut.
+    #[serde(default = "default_shutdown_timeout", with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// Longest a fetch long-polls.
+    #[serde(default = "default_max_wait", with = "duration")]
+    pub max_wait: Duration,
+    /// Largest fetch answer.
+    #[serde(default = "default_max_fetch_bytes")]
+    pub max_fetch_bytes: ByteSize,
+    /// Most topics; creating one more is refused before any file is written.
+    #[serde(default = "default_max_topics")]
+    pub max_topics: usize,
+    /// Most partitions of one topic.
+    #[serde(default = "default_max_partitions")]
+    pub max_partitions_per_topic: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("empty limits are valid"))
+    }
+}
+
+/// Retention by age and size, per partition.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Delete segments whose newest record is older than this (e.g. `7d`). Unset: keep forever.
+    #[serde(default, with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Delete oldest segments while a partition is larger than this. Unset: no limit.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7400))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/weir-collector")
+}
+fn default_partitions() -> u32 {
+    1
+}
+fn default_segment_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_fsync_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_max_request_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_fetches() -> usize {
+    256
+}
+fn default_max_produces() -> usize {
+    128
+}
+fn default_max_other() -> usize {
+    64
+}
+fn default_memory_budget() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_busy_wait() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_body_min_rate() -> ByteSize {
+    ByteSize(16 << 10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_fetch_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_max_topics() -> usize {
+    1000
+}
+fn default_max_partitions() -> u32 {
+    64
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        // An empty document yields every default.
+        serde_yaml::from_str("{}").unwrap_or_else(|_| unreachable!("empty config is valid"))
+    }
+}
+
+impl CollectorConfig {
+    /// The store settings this config implies.
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            default_partitions: self.default_partitions,
+            segment_bytes: self.segment_bytes.bytes().max(4096),
+            retention_bytes: self.retention.max_bytes.map(|b| b.bytes()),
+            retention: self.retention.max_age,
+            fsync: self.fsync,
+            fsync_interval: self.fsync_interval,
+        }
+    }
+
+    /// The service's limits.
+    pub fn service_limits(&self) -> ServiceLimits {
+        ServiceLimits {
+            max_topics: self.limits.max_topics,
+            max_partitions: self.limits.max_partitions_per_topic,
+            default_partitions: self.default_partitions,
+            durable_timeout: Duration::from_secs(30),
+            max_wait: self.limits.max_wait,
+            max_fetch_bytes: self.limits.max_fetch_bytes.bytes() as usize,
+        }
+    }
+
+    /// The front-ends' concurrency and memory bounds.
+    pub fn gate_limits(&self) -> GateLimits {
+        GateLimits {
+            fetches: self.limits.max_fetches,
+            produces: self.limits.max_produces,
+            others: self.limits.max_other_requests,
+            memory_budget: self.limits.memory_budget.bytes() as usize,
+            wait: self.limits.busy_wait,
+        }
+    }
+
+    /// Why this config may not listen where it says, if it may not: beyond
+    /// loopback a collector needs TLS and principals, or `insecure: true`.
+    pub fn exposure_problem(&self) -> Option<String> {
+        if self.insecure || self.listen.ip().is_loopback() {
+            return None;
+        }
+        let mut missing = Vec::new();
+        if self.principals.is_empty() {
+            missing.push("no principals are configured, so anyone who reaches the port could write, read, create topics and commit offsets");
+        }
+        if self.tls.is_none() {
+            missing.push("there is no `tls` section, so tokens and data would cross the network in clear text");
+        }
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "refusing to listen on {} beyond loopback: {}. Configure `tls` and `principals` (docs/operations.md), or pass --insecure (`insecure: true`) to accept the risk",
+            self.listen,
+            missing.join("; and ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_round_trips() {
+        let yaml = "listen: 127.0.0.1:9000\ndata_dir: /tmp/x\ndefault_partitions: 4\nsegment_bytes: 64MiB\nretention: { max_age: 7days, max_bytes: 10GiB }\nfsync: interval\nfsync_interval: 20ms\nlimits: { max_topics: 5, idle_timeout: 5s }\n";
+        let c: CollectorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(c.default_partitions, 4);
+        assert_eq!(c.retention.max_bytes, Some(ByteSize(10 << 30)));
+        assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(c.limits.max_topics, 5);
+        assert_eq!(c.limits.max_fetches, 256);
+        let back: CollectorConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.segment_bytes, c.segment_bytes);
+        assert_eq!(back.fsync, FsyncPolicy::Interval);
+        assert_eq!(back.limits.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_yaml::from_str::<CollectorConfig>("listen_on: 1").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `listen_on`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_tls_and_principals_or_insecure() {
+        let mut c = CollectorConfig {
+            listen: "0.0.0.0:7400".parse().unwrap(),
+            ..Default::default()
+        };
+        let why = c.exposure_problem().unwrap();
+        assert!(
+            why.contains("no principals") && why.contains("--insecure"),
+            "{why}"
+        );
+        c.insecure = true;
+        assert_eq!(c.exposure_problem(), None);
+        c.insecure = false;
+        c.listen = "127.0.0.1:7400".parse().unwrap();
+        assert_eq!(
+            c.exposure_problem(),
+            None,
+            "loopback stays open for the demo"
+        );
+        c.listen = "[::]:7400".parse().unwrap();
+        c.principals.push(PrincipalConfig::default());
+        let why = c.exposure_problem().unwrap();
+        assert!(
+            why.contains("tls") && !why.contains("no principals"),
+            "{why}"
+        );
+    }
+}

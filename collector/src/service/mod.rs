@@ -1,0 +1,295 @@
+//! The collector's protocol rules, in one place: produce (idempotent append,
+//! producer identities, duplicate or conflict), fetch (long-poll), offsets by
+//! position or time, topics (create with limits, list, describe), consumer
+//! group offsets and producer init.
+//!
+//! Every call takes the caller's [`Principal`] and typed requests and returns
+//! typed results or a [`ServiceError`] whose [`ErrorKind`] a front-end maps to
+//! its own wire (an HTTP status today, a Kafka error code later). Front-ends
+//! only decode, authenticate, bound their resources (`crate::limits`) and
+//! encode; they hold no rules of their own.
+//!
+//! Blocking store work runs on the blocking pool inside these calls, so a
+//! front-end simply awaits them.
+
+mod groups;
+mod produce;
+pub mod producers;
+mod read;
+mod topics;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use weir_core::batch::BatchError;
+use weir_core::metrics::{Counter, Registry as Metrics};
+use weir_core::protocol::ErrorKind;
+
+use crate::auth::{Operation, Principal};
+use crate::groups::Groups;
+use crate::log::Store;
+
+pub use produce::{Acks, BatchAck, PartitionBatch, ProduceRequest, ProduceResult};
+pub use read::{FetchRequest, FetchResponse, OffsetSpec};
+
+/// Limits the service enforces.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// Most topics; creating one more is refused before anything is written.
+    pub max_topics: usize,
+    /// Most partitions of a topic.
+    pub max_partitions: u32,
+    /// Partitions of a topic created without a count.
+    pub default_partitions: u32,
+    /// Longest a produce waits for its batch to be durable before answering "retry".
+    pub durable_timeout: Duration,
+    /// Longest a fetch long-polls.
+    pub max_wait: Duration,
+    /// Largest fetch answer asked for.
+    pub max_fetch_bytes: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            max_topics: 1000,
+            max_partitions: 64,
+            default_partitions: 1,
+            durable_timeout: Duration::from_secs(30),
+            max_wait: Duration::from_secs(30),
+            max_fetch_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Why a request (or one partition of it) was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("principal {principal} may not {op} {name}")]
+    Unauthorized {
+        principal: String,
+        op: Operation,
+        name: String,
+    },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no topic {0}")]
+    UnknownTopic(String),
+    #[error("topic {topic} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error(transparent)]
+    CorruptBatch(#[from] BatchError),
+    #[error("out of order sequence from producer {producer_id}: got {got}, expected {expected}")]
+    OutOfOrder {
+        producer_id: i64,
+        got: i32,
+        expected: i32,
+    },
+    #[error("unknown producer {producer_id}: its first batch of an epoch must have sequence 0, got {got}")]
+    UnknownProducer { producer_id: i64, got: i32 },
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
+    Fenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer id {producer_id} was not issued to principal {principal}")]
+    InvalidProducerId { producer_id: i64, principal: String },
+    #[error("producer {producer_id} epoch {epoch} was never issued (current {current})")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id} is at its last epoch; ask for a new producer id")]
+    EpochExhausted { producer_id: i64 },
+    #[error("conflict: the log holds a different batch at producer {producer_id} sequences {base_sequence}..={last_sequence} (offset {base_offset}): {differs}")]
+    Conflict {
+        producer_id: i64,
+        base_sequence: i32,
+        last_sequence: i32,
+        base_offset: i64,
+        differs: String,
+    },
+    #[error("offset {offset} outside [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the collector is shutting down")]
+    ShuttingDown,
+}
+
+impl ServiceError {
+    /// The wire-independent kind of refusal.
+    pub fn kind(&self) -> ErrorKind {
+        use ServiceError::*;
+        match self {
+            Unauthorized { .. } => ErrorKind::Unauthorized,
+            InvalidRequest(_) => ErrorKind::InvalidRequest,
+            UnknownTopic(_) | UnknownPartition { .. } => ErrorKind::UnknownTopicOrPartition,
+            LimitExceeded(_) => ErrorKind::LimitExceeded,
+            CorruptBatch(_) => ErrorKind::CorruptBatch,
+            OutOfOrder { .. } => ErrorKind::OutOfOrderSequence,
+            UnknownProducer { .. } => ErrorKind::UnknownProducer,
+            Fenced { .. } => ErrorKind::ProducerFenced,
+            InvalidProducerId { .. } => ErrorKind::InvalidProducerId,
+            InvalidProducerEpoch { .. } => ErrorKind::InvalidProducerEpoch,
+            EpochExhausted { .. } => ErrorKind::EpochExhausted,
+            Conflict { .. } => ErrorKind::ConflictingBatch,
+            OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
+            Storage(_) => ErrorKind::StorageError,
+            ShuttingDown => ErrorKind::Unavailable,
+        }
+    }
+
+    /// The sequence the producer should continue from, for `OutOfOrder`.
+    pub fn expected_sequence(&self) -> Option<i32> {
+        match self {
+            ServiceError::OutOfOrder { expected, .. } => Some(*expected),
+            _ => None,
+        }
+    }
+}
+
+impl From<producers::IdentityError> for ServiceError {
+    fn from(e: producers::IdentityError) -> Self {
+        use producers::IdentityError as E;
+        match e {
+            E::NotYours {
+                producer_id,
+                principal,
+            } => ServiceError::InvalidProducerId {
+                producer_id,
+                principal,
+            },
+            E::Fenced {
+                producer_id,
+                epoch,
+                current,
+            } => ServiceError::Fenced {
+                producer_id,
+                epoch,
+                current,
+            },
+            E::UnissuedEpoch {
+                producer_id,
+                epoch,
+                current,
+            } => ServiceError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current,
+            },
+            E::EpochExhausted { producer_id } => ServiceError::EpochExhausted { producer_id },
+            E::IdsExhausted => ServiceError::LimitExceeded("no producer ids left".into()),
+            E::Storage(s) => ServiceError::Storage(s),
+        }
+    }
+}
+
+struct Counters {
+    batches: Counter,
+    records: Counter,
+    bytes: Counter,
+    duplicates: Counter,
+    conflicts: Counter,
+    rejected: Counter,
+}
+
+impl Counters {
+    fn new(m: &Metrics) -> Counters {
+        let c = |name, help| m.counter(name, help, &[]);
+        Counters {
+            batches: c("weir_collector_batches_appended_total", "Batches appended to the log."),
+            records: c("weir_collector_records_appended_total", "Records appended to the log."),
+            bytes: c("weir_collector_bytes_appended_total", "Bytes appended to the log."),
+            duplicates: c(
+                "weir_collector_duplicate_batches_total",
+                "Resent batches recognised as already written (same producer, epoch, sequences and CRC).",
+            ),
+            conflicts: c(
+                "weir_collector_conflicting_batches_total",
+                "Batches whose sequence range the log holds with different contents (refused).",
+            ),
+            rejected: c(
+                "weir_collector_rejected_batches_total",
+                "Batches refused (corrupt, out of order, fenced, unauthorised, conflict, storage).",
+            ),
+        }
+    }
+}
+
+/// The collector's service: one per process, shared by every front-end.
+pub struct Service {
+    store: Arc<Store>,
+    groups: Arc<Groups>,
+    producers: producers::Registry,
+    limits: ServiceLimits,
+    /// Serialises topic creation: the count against `max_topics` and the
+    /// directory and metadata writes of two first writes to the same new
+    /// topic cannot interleave.
+    create_lock: Mutex<()>,
+    counters: Counters,
+    /// Set when the collector starts shutting down: long-polls end at once.
+    draining: watch::Receiver<bool>,
+}
+
+impl Service {
+    /// A service over an opened store. `draining` ends long-polls.
+    pub fn new(
+        store: Arc<Store>,
+        groups: Arc<Groups>,
+        limits: ServiceLimits,
+        metrics: &Metrics,
+        draining: watch::Receiver<bool>,
+    ) -> std::io::Result<Arc<Service>> {
+        let producers = producers::Registry::open(&store.config().data_dir)?;
+        Ok(Arc::new(Service {
+            store,
+            groups,
+            producers,
+            limits,
+            create_lock: Mutex::new(()),
+            counters: Counters::new(metrics),
+            draining,
+        }))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &ServiceLimits {
+        &self.limits
+    }
+
+    /// The store (for shutdown sync and retention).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Refuses unless `who` may do `op` on `name`.
+    fn authorize(who: &Principal, op: Operation, name: &str) -> Result<(), ServiceError> {
+        if who.may(op, name) {
+            Ok(())
+        } else {
+            Err(ServiceError::Unauthorized {
+                principal: who.name().to_owned(),
+                op,
+                name: name.to_owned(),
+            })
+        }
+    }
+}
+
+/// Runs blocking store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Storage(format!("store task failed: {e}")))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

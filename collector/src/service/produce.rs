@@ -1,0 +1,237 @@
+//! Produce: authorise, check the producer identity, append (or recognise a
+//! duplicate), wait for durability as `acks` asks, and tell a genuine
+//! duplicate from a conflict by reading the stored batch back.
+//!
+//! A resend is a *duplicate* only when the batch the log holds at that
+//! producer's sequence range is the one sent: same producer id, epoch, base
+//! sequence, record count, length and CRC (the CRC covers every record byte).
+//! Anything else is a *conflict*: the sender is told, and nothing it sent is
+//! counted as delivered. Without this check a batch forged under a victim's
+//! identity would make the victim's real batch be answered "duplicate" and
+//! dropped by its sender.
+
+use std::sync::Arc;
+
+use tracing::{error, warn};
+use weir_core::batch::{self, BatchHeader};
+
+use super::{blocking, Service, ServiceError};
+use crate::auth::{Operation, Principal};
+use crate::log::{AppendError, Appended, Partition};
+
+/// When the service answers a produce, as Kafka's `acks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Once the batch is in the log file (page cache); a crash of the
+    /// machine can still lose it (Kafka `acks=1`).
+    Written,
+    /// Once the batch is on stable storage per the fsync policy (Kafka `acks=all`).
+    #[default]
+    Durable,
+}
+
+/// One batch for one partition.
+#[derive(Debug, Clone)]
+pub struct PartitionBatch {
+    pub partition: u32,
+    /// Exactly one RecordBatch v2 (a Kafka front-end splits a partition's
+    /// record set into its batches and sends them in order).
+    pub batch: Vec<u8>,
+}
+
+/// A produce request to one topic.
+#[derive(Debug, Clone)]
+pub struct ProduceRequest {
+    pub topic: String,
+    pub partitions: Vec<PartitionBatch>,
+    pub acks: Acks,
+}
+
+/// Where an accepted batch sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchAck {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The log already held this exact batch; it was not appended again.
+    pub duplicate: bool,
+    /// The partition's first retained offset.
+    pub log_start_offset: i64,
+}
+
+/// The outcome for one partition of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProduceResult {
+    pub partition: u32,
+    pub result: Result<BatchAck, ServiceError>,
+}
+
+impl Service {
+    /// Appends each partition's batch. A refusal of the whole request (not
+    /// authorised, no such topic and may not create it, limits) is the
+    /// outer error; a refusal of one batch is in its partition's result.
+    pub async fn produce(
+        self: &Arc<Self>,
+        who: &Principal,
+        req: ProduceRequest,
+    ) -> Result<Vec<ProduceResult>, ServiceError> {
+        Self::authorize(who, Operation::Produce, &req.topic)?;
+        let topic = self.topic_for_write(who, &req.topic).await?;
+        let mut out = Vec::with_capacity(req.partitions.len());
+        for pb in req.partitions {
+            let partition = pb.partition;
+            let result = match topic.partitions.get(partition as usize) {
+                None => Err(ServiceError::UnknownPartition {
+                    topic: req.topic.clone(),
+                    partition,
+                }),
+                Some(p) => self.produce_one(who, p.clone(), pb.batch, req.acks).await,
+            };
+            if let Err(e) = &result {
+                self.counters.rejected.inc();
+                if matches!(e, ServiceError::Conflict { .. }) {
+                    self.counters.conflicts.inc();
+                    error!(principal = who.name(), topic = %req.topic, partition, error = %e, "Refused a batch that conflicts with one already in the log.");
+                } else {
+                    warn!(principal = who.name(), topic = %req.topic, partition, error = %e, "Refused a batch.");
+                }
+            }
+            out.push(ProduceResult { partition, result });
+        }
+        Ok(out)
+    }
+
+    async fn produce_one(
+        &self,
+        who: &Principal,
+        p: Arc<Partition>,
+        bytes: Vec<u8>,
+        acks: Acks,
+    ) -> Result<BatchAck, ServiceError> {
+        let sent = batch::verify(&bytes)?;
+        let sent_crc = crc_of(&bytes);
+        self.producers
+            .check(who.name(), sent.producer_id, sent.producer_epoch)?;
+        let len = bytes.len() as u64;
+        let mut durable = p.durable();
+        let part = p.clone();
+        let appended = blocking(move || part.append(bytes))
+            .await?
+            .map_err(from_append)?;
+        if appended.duplicate || acks == Acks::Durable {
+            // A duplicate is compared with what is stored, which is readable
+            // only once durable; and it must be durable to be acknowledged.
+            let last = appended.last_offset;
+            let wait = durable.wait_for(|d| d.failed || d.end > last);
+            match tokio::time::timeout(self.limits.durable_timeout, wait).await {
+                Ok(Ok(d)) if !d.failed => {}
+                Ok(Ok(_)) => {
+                    return Err(ServiceError::Storage(
+                        "the partition failed an fsync; restart the collector".into(),
+                    ))
+                }
+                _ => {
+                    return Err(ServiceError::Storage(
+                        "batch written but not yet durable; retry".into(),
+                    ))
+                }
+            }
+        }
+        if appended.duplicate {
+            let part = p.clone();
+            let base = appended.base_offset;
+            let stored = blocking(move || part.read(base, 1)).await?;
+            let stored = stored.map_err(|e| {
+                ServiceError::Storage(format!("reading the stored batch to compare: {e}"))
+            })?;
+            compare_stored(&sent, sent_crc, &appended, &stored.0)?;
+            self.counters.duplicates.inc();
+        } else {
+            self.counters.batches.inc();
+            self.counters
+                .records
+                .add((appended.last_offset - appended.base_offset + 1) as u64);
+            self.counters.bytes.add(len);
+        }
+        Ok(BatchAck {
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            duplicate: appended.duplicate,
+            log_start_offset: p.bounds().0,
+        })
+    }
+}
+
+fn crc_of(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[17], b[18], b[19], b[20]])
+}
+
+/// Whether the batch stored at `appended` is the one `sent` describes.
+fn compare_stored(
+    sent: &BatchHeader,
+    sent_crc: u32,
+    appended: &Appended,
+    stored: &[u8],
+) -> Result<(), ServiceError> {
+    let conflict = |differs: String| ServiceError::Conflict {
+        producer_id: sent.producer_id,
+        base_sequence: sent.base_sequence,
+        last_sequence: sent.last_sequence(),
+        base_offset: appended.base_offset,
+        differs,
+    };
+    let first = batch::split(stored).next().ok_or_else(|| {
+        ServiceError::Storage(format!(
+            "no stored batch readable at offset {}",
+            appended.base_offset
+        ))
+    })?;
+    let h = BatchHeader::parse(first)?;
+    if h.base_offset != appended.base_offset {
+        return Err(conflict(format!(
+            "the stored batch starts at offset {}",
+            h.base_offset
+        )));
+    }
+    let checks = [
+        ("producer id", h.producer_id == sent.producer_id),
+        ("epoch", h.producer_epoch == sent.producer_epoch),
+        ("base sequence", h.base_sequence == sent.base_sequence),
+        ("record count", h.record_count == sent.record_count),
+        ("length", h.batch_length == sent.batch_length),
+        ("CRC", crc_of(first) == sent_crc),
+    ];
+    let differs: Vec<&str> = checks.iter().filter(|c| !c.1).map(|c| c.0).collect();
+    if differs.is_empty() {
+        Ok(())
+    } else {
+        Err(conflict(format!("{} differ", differs.join(", "))))
+    }
+}
+
+fn from_append(e: AppendError) -> ServiceError {
+    match e {
+        AppendError::Corrupt(b) => ServiceError::CorruptBatch(b),
+        AppendError::OutOfOrder {
+            producer_id,
+            got,
+            expected,
+        } => ServiceError::OutOfOrder {
+            producer_id,
+            got,
+            expected,
+        },
+        AppendError::UnknownProducer { producer_id, got } => {
+            ServiceError::UnknownProducer { producer_id, got }
+        }
+        AppendError::Fenced {
+            producer_id,
+            epoch,
+            current,
+        } => ServiceError::Fenced {
+            producer_id,
+            epoch,
+            current,
+        },
+        AppendError::Storage(s) => ServiceError::Storage(s),
+    }
+}
