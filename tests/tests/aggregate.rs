@@ -139,6 +139,8 @@ sinks:
 /// The scenario, with real values: JSON sensor readings parsed by a
 /// `script` transform, 1-minute mean and p95 per device by event time.
 /// Needs the `script` transform (branch `transforms`): enable at the merge.
+/// Checked before that with `transforms` merged into this branch locally:
+/// it passed twice, in about 9 s.
 #[test]
 #[ignore = "needs the script transform (branch `transforms`); enable when it is merged"]
 fn event_time_means_and_p95_per_device_are_exact_across_kill9() {
