@@ -6,6 +6,7 @@
 
 pub mod kafka;
 pub mod powercut;
+pub mod mosquitto;
 pub mod sensors;
 
 use std::io::Write;
