@@ -10,6 +10,7 @@ pub mod batch;
 #[cfg(feature = "cli-docs")]
 pub mod cli_docs;
 pub mod codec;
+pub mod decode;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;

@@ -229,6 +229,12 @@ pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
             "rate: 100\nkey_fields: [device]"
         ),
         transform_kind!("dedupe", dedupe::DedupeConfig, "fields: [id]\nttl: 10m"),
+        #[cfg(feature = "transform-aggregate")]
+        transform_kind!(
+            "aggregate",
+            aggregate::AggregateConfig,
+            "window: { kind: tumbling, size: 10s }\ngroup_by: [device]\naggregates: { n: { fn: count } }"
+        ),
     ]
 }
 

@@ -37,7 +37,8 @@ use crate::auth::Authenticator;
 /// How the server bounds its connections.
 #[derive(Clone)]
 pub struct ServerOptions {
-    pub max_connections: usize,
+    /// Connection slots (`limits.max_connections`), shared with the Kafka listener.
+    pub slots: Arc<Semaphore>,
     pub timeouts: ConnTimeouts,
     pub shutdown_timeout: Duration,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -53,7 +54,7 @@ pub async fn run(
     draining: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let slots = opts.slots.clone();
     let mut conns = JoinSet::new();
     let drain_rx = draining.subscribe();
     tokio::pin!(shutdown);
