@@ -633,9 +633,43 @@ impl Partition {
         })
     }
 
-    /// The first offset whose batch holds a record stamped at or after
-    /// `ts_ms` (at index granularity), or the end. Blocking.
+    /// The first offset of the first batch holding a record stamped at or
+    /// after `ts_ms`, or the end: the sparse index finds the span, then the
+    /// batch headers of that span are read (Kafka's ListOffsets by time
+    /// answers a batch, not an index entry). Blocking.
     pub fn offset_for_time(&self, ts_ms: i64) -> i64 {
+        let end = self.durable.borrow().end;
+        let coarse = self.indexed_offset_for_time(ts_ms);
+        // The span up to the next index entry holds the answer; a few reads
+        // cover it (entries are INDEX_INTERVAL bytes apart), bounded anyway.
+        let mut at = coarse;
+        for _ in 0..64 {
+            if at >= end {
+                return end;
+            }
+            let Ok(f) = self.read(at, 256 * 1024) else {
+                return coarse;
+            };
+            if f.next <= at {
+                return coarse;
+            }
+            let mut rest = f.bytes.as_slice();
+            while let Some(n) = weir_core::batch::peek_total_len(rest).filter(|n| *n <= rest.len())
+            {
+                match weir_core::batch::BatchHeader::parse(rest) {
+                    Ok(h) if h.max_timestamp >= ts_ms => return h.base_offset.max(at).min(end),
+                    Ok(_) => {}
+                    Err(_) => return coarse,
+                }
+                rest = &rest[n..];
+            }
+            at = f.next;
+        }
+        coarse
+    }
+
+    /// [`Self::offset_for_time`] at index granularity.
+    fn indexed_offset_for_time(&self, ts_ms: i64) -> i64 {
         let end = self.durable.borrow().end;
         let inner = self.lock();
         let sealed: Vec<Sealed> = inner
