@@ -626,11 +626,36 @@ impl Partition {
                 out
             }
         };
+        if out.bytes.is_empty() && out.lost.is_empty() && out.next <= offset && offset < end {
+            // The segment ends before the durable end says it should (cut
+            // after it was acknowledged): what is missing up to the next
+            // segment, or the end, is lost, and said to be, rather than a
+            // read that never moves on.
+            let limit = self.next_base_after(offset).unwrap_or(end).min(end);
+            if limit > offset {
+                return Ok(Fetched {
+                    bytes: Vec::new(),
+                    next: limit,
+                    lost: vec![(offset, limit - 1)],
+                });
+            }
+        }
         Ok(Fetched {
             bytes: out.bytes,
             next: out.next,
             lost: out.lost,
         })
+    }
+
+    /// The base offset of the first segment starting after `offset`.
+    fn next_base_after(&self, offset: i64) -> Option<i64> {
+        let inner = self.lock();
+        inner
+            .sealed
+            .iter()
+            .map(|s| s.summary.base_offset)
+            .chain(std::iter::once(inner.active.index.summary.base_offset))
+            .find(|b| *b > offset)
     }
 
     /// The first offset of the first batch holding a record stamped at or
