@@ -7,6 +7,7 @@
 //! `service` (every protocol rule) over `log` (the store); `auth` and
 //! `limits` sit beside the service, used by every front-end.
 
+mod accept;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -14,6 +14,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::accept::{admit, AcceptErrors};
+
 use super::connection::{self, Timeouts};
 use super::Broker;
 
@@ -50,26 +52,16 @@ pub async fn run(
         })
     };
     tokio::pin!(shutdown);
-    let mut accept_errors = 0u64;
-    loop {
-        let permit = tokio::select! {
-            p = opts.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    accept_errors += 1;
-                    if accept_errors.is_power_of_two() {
-                        warn!(error = %e, count = accept_errors, "Accepting a Kafka connection failed; backing off.");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
+    let mut accept_errors = AcceptErrors::default();
+    while let Some((permit, stream, peer)) = admit(
+        &listener,
+        &opts.slots,
+        &mut shutdown,
+        &mut accept_errors,
+        "kafka",
+    )
+    .await
+    {
         while conns.try_join_next().is_some() {}
         let broker = broker.clone();
         let opts = opts.clone();
