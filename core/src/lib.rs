@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod partition;
 pub mod problems;
 pub mod process;
+pub mod process_metrics;
 pub mod protocol;
 pub mod record;
 pub mod units;
