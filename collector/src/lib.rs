@@ -15,6 +15,7 @@ pub mod groups;
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod service;
 pub mod tls;
 
@@ -97,7 +98,7 @@ pub async fn serve(
             grace: cfg.limits.header_timeout,
         },
     });
-    let app = http::router(state);
+    let app = http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -111,6 +112,11 @@ pub async fn serve(
     }
     on_listening(addr);
     spawn_retention(store.clone(), stop_rx.clone());
+    state.service.observed().spawn_storage_probe(
+        cfg.data_dir.clone(),
+        cfg.storage_probe_interval,
+        stop_rx.clone(),
+    );
 
     let opts = http::server::ServerOptions {
         max_connections: cfg.limits.max_connections,

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod codec;
+pub mod errors;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;

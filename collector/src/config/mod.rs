@@ -59,6 +59,10 @@ pub struct CollectorConfig {
     /// Bounds on connections, time, memory and the log's size.
     #[serde(default)]
     pub limits: Limits,
+    /// How often the collector checks that `data_dir` takes a write and an
+    /// fsync; `/ready` answers 503 from a failed check until one succeeds.
+    #[serde(default = "default_storage_probe_interval", with = "duration")]
+    pub storage_probe_interval: Duration,
 }
 
 /// TLS on the listener.
@@ -166,6 +170,9 @@ fn default_segment_bytes() -> ByteSize {
 }
 fn default_fsync_interval() -> Duration {
     Duration::from_millis(50)
+}
+fn default_storage_probe_interval() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_request_bytes() -> ByteSize {
     ByteSize(16 << 20)

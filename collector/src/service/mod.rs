@@ -196,7 +196,6 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
-    rejected: Counter,
 }
 
 impl Counters {
@@ -214,10 +213,6 @@ impl Counters {
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
             ),
-            rejected: c(
-                "weir_collector_rejected_batches_total",
-                "Batches refused (corrupt, out of order, fenced, unauthorised, conflict, storage).",
-            ),
         }
     }
 }
@@ -233,6 +228,8 @@ pub struct Service {
     /// topic cannot interleave.
     create_lock: Mutex<()>,
     counters: Counters,
+    /// Labelled metrics and the storage probe (`crate::metrics`).
+    observed: Arc<crate::metrics::Observed>,
     /// Set when the collector starts shutting down: long-polls end at once.
     draining: watch::Receiver<bool>,
 }
@@ -247,7 +244,10 @@ impl Service {
         draining: watch::Receiver<bool>,
     ) -> std::io::Result<Arc<Service>> {
         let producers = producers::Registry::open(&store.config().data_dir)?;
+        let observed =
+            crate::metrics::Observed::register(metrics, &store, &store.config().data_dir);
         Ok(Arc::new(Service {
+            observed,
             store,
             groups,
             producers,
@@ -261,6 +261,11 @@ impl Service {
     /// The limits in force.
     pub fn limits(&self) -> &ServiceLimits {
         &self.limits
+    }
+
+    /// Labelled metrics, request latencies and storage readiness.
+    pub fn observed(&self) -> &Arc<crate::metrics::Observed> {
+        &self.observed
     }
 
     /// The store (for shutdown sync and retention).
