@@ -223,6 +223,15 @@ sinks:
             |v| v >= 200.0
         )
         .is_some());
+    // The channel hears of the acknowledgement just after the sink does.
+    assert!(agent
+        .wait_metric(
+            "weir_channel_events",
+            "central",
+            Duration::from_secs(10),
+            |v| v == 0.0
+        )
+        .is_some());
     let m = agent.metrics_text().unwrap();
     for series in [
         "weir_build_info{version=\"",
@@ -272,7 +281,13 @@ sinks:
         })
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(bytes > 200.0 * 10.0, "{bytes}");
+    let sent = agent
+        .metric("weir_sink_acked_bytes_total", "central")
+        .unwrap();
+    assert!(
+        bytes >= sent && sent > 0.0,
+        "the log holds what the sink sent: {bytes} < {sent}"
+    );
 }
 
 #[test]
