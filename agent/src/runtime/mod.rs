@@ -321,6 +321,7 @@ fn start_sinks(
     stop: &watch::Receiver<bool>,
 ) -> Result<JoinSet<Done>, RunError> {
     let mut set = JoinSet::new();
+    let host: Arc<str> = p.host.clone().unwrap_or_else(host::hostname).into();
     for s in &p.sinks {
         let Some(ch) = g.channels.get(&s.id).cloned() else {
             continue;
@@ -330,6 +331,7 @@ fn start_sinks(
         }
         let ctx = SinkContext {
             id: s.id.clone(),
+            host: host.clone(),
             input: Arc::new(ChannelInput {
                 channel: ch,
                 shutdown: stop.clone(),

@@ -194,6 +194,7 @@ mod tests {
         let registry = Registry::new().component("out", "collector");
         let ctx = SinkContext {
             id: "out".into(),
+            host: "h".into(),
             input: input.clone(),
             state: crate::state::StateStore::in_memory().unwrap(),
             shutdown,

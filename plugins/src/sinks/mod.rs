@@ -7,5 +7,7 @@ pub mod delivery;
 pub mod file;
 #[cfg(any(feature = "sink-file", feature = "sink-stdout"))]
 mod lines;
+#[cfg(feature = "sink-mqtt")]
+pub mod mqtt;
 #[cfg(feature = "sink-stdout")]
 pub mod stdout;
