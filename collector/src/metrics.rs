@@ -34,6 +34,8 @@ pub const MAX_GROUP_FILES: usize = 1_000;
 pub const PROBE_FILE: &str = ".ready-probe";
 
 type ProducerKey = (i64, String, u32);
+/// (last sequence, last seen in Unix seconds).
+type Seen = (i32, f64);
 
 #[derive(Default)]
 struct Producers {
@@ -369,7 +371,7 @@ fn register_groups(registry: &Registry, store: Weak<Store>, dir: PathBuf) {
 }
 
 /// The listed producers (most recently seen first) and how many are not listed.
-fn listed(p: &Producers) -> (Vec<(&ProducerKey, (i32, f64))>, usize) {
+fn listed(p: &Producers) -> (Vec<(&ProducerKey, Seen)>, usize) {
     let mut all: Vec<_> = p.seen.iter().map(|(k, v)| (k, *v)).collect();
     all.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1).then_with(|| a.0.cmp(b.0)));
     let unlisted = all.len().saturating_sub(LISTED_PRODUCERS);
