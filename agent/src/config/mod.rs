@@ -4,6 +4,7 @@
 //! ```yaml
 //! data_dir: /var/lib/weir        # optional; `weir run --data-dir` overrides
 //! host: gw-17                    # optional; the machine's host name by default
+//! health: { sink_failing_after: 2m }  # optional; when /ready turns 503
 //! sources:
 //!   <id>: { type: <source type>, ...source keys }
 //! sinks:
@@ -49,6 +50,8 @@ pub struct SinkSpec {
 pub struct Pipeline {
     pub data_dir: Option<PathBuf>,
     pub host: Option<String>,
+    /// When `/ready` reports the agent not ready.
+    pub health: crate::runtime::health::HealthConfig,
     pub sources: Vec<SourceSpec>,
     pub transforms: Vec<TransformSpec>,
     pub sinks: Vec<SinkSpec>,
@@ -87,7 +90,14 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: [&str; 5] = ["data_dir", "host", "sources", "transforms", "sinks"];
+const TOP_KEYS: [&str; 6] = [
+    "data_dir",
+    "host",
+    "health",
+    "sources",
+    "transforms",
+    "sinks",
+];
 
 /// Reads and validates the pipeline in `file`.
 pub fn load(file: &Path) -> Result<Pipeline, Problems> {
@@ -219,6 +229,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     }
     let data_dir = string_at(&mut c, &top, "data_dir").map(PathBuf::from);
     let host = string_at(&mut c, &top, "host");
+    let health = health_at(&mut c, &top);
     let sources_map = components(&mut c, &top, "sources");
     let transforms_map = components(&mut c, &top, "transforms");
     let sinks_map = components(&mut c, &top, "sinks");
@@ -352,6 +363,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
         Ok(Pipeline {
             data_dir,
             host,
+            health,
             sources,
             transforms,
             sinks,
@@ -359,6 +371,30 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     } else {
         c.problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
         Err(Problems(c.problems))
+    }
+}
+
+fn health_at(c: &mut Checker, m: &Mapping) -> crate::runtime::health::HealthConfig {
+    let Some(v) = m.get("health") else {
+        return Default::default();
+    };
+    match serde_path_to_error::deserialize::<_, crate::runtime::health::HealthConfig>(v.clone()) {
+        Ok(h) => {
+            for p in h.problems() {
+                c.add_problem("health", &p);
+            }
+            h
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                "health".to_owned()
+            } else {
+                format!("health.{path}")
+            };
+            c.add(&at, plain_words(&e.into_inner().to_string()));
+            Default::default()
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! then transforms upstream first (stateful ones checkpoint), then sinks
 //! (they finish in-flight batches) — each within a bound.
 
+pub mod health;
 mod host;
 pub mod inline;
 pub mod input;
@@ -109,6 +110,7 @@ pub async fn run(
     let _lock = host::lock_data_dir(&data_dir)?;
     let (state, damaged) = StateStore::open_or_quarantine(&data_dir.join("state.db"))?;
     let registry = Registry::new();
+    weir_core::process_metrics::register(&registry, "weir_build_info", env!("CARGO_PKG_VERSION"));
     registry
         .counter(
             "weir_state_db_quarantined_total",
@@ -121,7 +123,8 @@ pub async fn run(
     let (sink_stop_tx, sink_stop) = watch::channel(false);
 
     let mut graph = Graph::open(&pipeline, &data_dir, &registry, clock.clone())?;
-    let mut sinks = start_sinks(&pipeline, &graph, &state, &registry, &sink_stop)?;
+    let health = health::Health::default();
+    let mut sinks = start_sinks(&pipeline, &graph, &state, &registry, &health, &sink_stop)?;
     let mut transforms = start_transforms(&pipeline, &mut graph, &state, &registry, &clock)?;
     let mut sources = start_sources(&pipeline, &graph, &state, &registry, &src_stop)?;
     let channels = graph.channels.values().cloned().collect();
@@ -129,7 +132,10 @@ pub async fn run(
     drop(graph);
 
     let metrics_addr = match opts.metrics_listen {
-        Some(addr) => Some(host::serve_metrics(addr, registry.clone(), sink_stop.clone()).await?),
+        Some(addr) => {
+            let ready = (health.clone(), pipeline.health.sink_failing_after);
+            Some(host::serve_metrics(addr, registry.clone(), ready, sink_stop.clone()).await?)
+        }
         None => None,
     };
     info!(data_dir = %data_dir.display(), sources = pipeline.sources.len(),
@@ -188,7 +194,8 @@ impl Graph {
         // One channel per sink: a stalled sink fills only its own.
         for s in &p.sinks {
             let dir = data_dir.join("spool").join(&s.id);
-            let ch = Channel::open(&s.id, &s.channel, &dir, registry).map_err(|source| {
+            let scoped = registry.component(&s.id, &s.type_name);
+            let ch = Channel::open(&s.id, &s.channel, &dir, &scoped).map_err(|source| {
                 RunError::Channel {
                     component: format!("sink {}", s.id),
                     source,
@@ -200,7 +207,8 @@ impl Graph {
             if t.config.stateful() {
                 let dir = data_dir.join("transforms").join(&t.id);
                 let cfg = ChannelConfig::default();
-                let ch = Channel::open_with(&t.id, &cfg, &dir, registry, PayloadForm::Events)
+                let scoped = registry.component(&t.id, &t.type_name);
+                let ch = Channel::open_with(&t.id, &cfg, &dir, &scoped, PayloadForm::Events)
                     .map_err(|source| RunError::Channel {
                         component: format!("transform {}", t.id),
                         source,
@@ -318,6 +326,7 @@ fn start_sinks(
     g: &Graph,
     state: &StateStore,
     registry: &Registry,
+    health: &health::Health,
     stop: &watch::Receiver<bool>,
 ) -> Result<JoinSet<Done>, RunError> {
     let mut set = JoinSet::new();
@@ -335,10 +344,11 @@ fn start_sinks(
             input: Arc::new(ChannelInput {
                 channel: ch,
                 shutdown: stop.clone(),
+                health: health.clone(),
             }),
             state: state.clone(),
             shutdown: stop.clone(),
-            metrics: registry.clone(),
+            metrics: registry.component(&s.id, &s.type_name),
         };
         let task = s.config.build(ctx).map_err(|source| RunError::Build {
             component: format!("sink {}", s.id),
@@ -383,16 +393,17 @@ fn start_transforms(
         let Some(t) = p.transforms.iter().find(|t| t.id == id) else {
             continue;
         };
+        let scoped = registry.component(&t.id, &t.type_name);
         let ctx = TransformContext {
             id: t.id.clone(),
-            metrics: registry.clone(),
+            metrics: scoped.clone(),
         };
         let transform = t.config.build(ctx).map_err(|source| RunError::Build {
             component: format!("transform {}", t.id),
             source,
         })?;
         let outputs = g.outputs_of(&t.id, p);
-        let metrics = TransformMetrics::new(registry, &t.id);
+        let metrics = TransformMetrics::new(&scoped, &t.id);
         let declared = t.config.outputs();
         let (stop_tx, stop) = watch::channel(false);
         let task = if let Some(input) = g.logs.get(&t.id) {
@@ -447,15 +458,13 @@ fn start_sources(
             warn!(source = %src.id, "Nothing reads this source; it is not started.");
             continue;
         }
+        let scoped = registry.component(&src.id, &src.type_name);
         let output = Arc::new(SourceFanout {
             id: src.id.clone(),
             outputs,
             shutdown: stop.clone(),
-            events: registry.counter(
-                "weir_component_sent_events_total",
-                "Events a source handed to its channels.",
-                &[("component", src.id.as_str())],
-            ),
+            events: SourceFanout::sent_counter(&scoped, "default"),
+            metrics: scoped.clone(),
         });
         let ctx = SourceContext {
             id: src.id.clone(),
@@ -463,7 +472,7 @@ fn start_sources(
             output,
             state: state.clone(),
             shutdown: stop.clone(),
-            metrics: registry.clone(),
+            metrics: scoped,
             held: g.held_by(&src.id, p),
         };
         let task = src.config.build(ctx).map_err(|source| RunError::Build {

@@ -64,7 +64,7 @@ fn shape(p: &Pipeline) -> String {
 
 /// `3 sources, 2 sinks, backlog 1.2k events`.
 fn summary(shape: &str, channels: &[Channel]) -> String {
-    let backlog: u64 = channels.iter().map(Channel::backlog_records).sum();
+    let backlog: u64 = channels.iter().map(|c| c.backlog().0).sum();
     format!("{shape}, backlog {} events", short(backlog))
 }
 
