@@ -277,9 +277,8 @@ fn kcat_lists_produces_idempotently_and_consumes_from_beginning_by_time_and_in_a
     // Kafka requests are timed per API beside the HTTP routes.
     let metrics = http_get(k.collector.addr, "/metrics").unwrap();
     for api in ["Produce", "Fetch", "Metadata", "JoinGroup", "OffsetCommit"] {
-        let series = format!(
-            "weir_collector_request_duration_seconds_count{{route=\"kafka:{api}\"}}"
-        );
+        let series =
+            format!("weir_collector_request_duration_seconds_count{{route=\"kafka:{api}\"}}");
         let count = metrics
             .lines()
             .find_map(|l| l.strip_prefix(series.as_str()))
