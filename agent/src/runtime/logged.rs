@@ -33,7 +33,8 @@ use weir_plugins::state::StateStore;
 use weir_plugins::{Emitter, Mark, SendError, SourceBatch, Stream, Transform};
 
 use super::inline::TransformMetrics;
-use super::route::{deliver, is_tick, LogInput, Outputs};
+use super::ports::Ports;
+use super::route::{is_tick, LogInput};
 
 /// Key of the checkpoint record in the state database.
 const CHECKPOINT_KEY: &str = "transform_checkpoint";
@@ -89,7 +90,7 @@ pub struct Logged {
     pub transform: Box<dyn Transform>,
     pub declared: Vec<String>,
     pub input: Arc<LogInput>,
-    pub outputs: Outputs,
+    pub outputs: Arc<Ports>,
     pub state: StateStore,
     pub checkpoint_interval: Duration,
     pub metrics: TransformMetrics,
@@ -205,7 +206,9 @@ impl Logged {
                 releases: Vec::new(),
             };
             seq += n;
-            deliver(self.outputs.get(e.output.as_deref()), batch, shutdown).await?;
+            self.outputs
+                .deliver(e.output.as_deref(), batch, shutdown)
+                .await?;
         }
         cp.consumed = consumed;
         cp.next_seq = seq;
