@@ -5,6 +5,8 @@
 
 pub mod backoff;
 pub mod component;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod rate_limit;
 pub mod registry;
 pub mod sinks;

@@ -170,6 +170,12 @@ pub fn sources() -> Vec<Kind<dyn SourceConfig>> {
             crate::sources::file::FileSourceConfig,
             "include: [\"/var/log/app/*.log\"]"
         ),
+        #[cfg(feature = "source-mqtt")]
+        source_kind!(
+            "mqtt",
+            crate::sources::mqtt::MqttSourceConfig,
+            "url: mqtt://127.0.0.1:1883\ntopics: [{ filter: \"sensors/+device/+metric\", qos: 2 }]"
+        ),
         #[cfg(feature = "source-serial")]
         source_kind!(
             "serial",
@@ -223,6 +229,12 @@ pub fn transforms() -> Vec<Kind<dyn TransformConfig>> {
             "rate: 100\nkey_fields: [device]"
         ),
         transform_kind!("dedupe", dedupe::DedupeConfig, "fields: [id]\nttl: 10m"),
+        #[cfg(feature = "transform-aggregate")]
+        transform_kind!(
+            "aggregate",
+            aggregate::AggregateConfig,
+            "window: { kind: tumbling, size: 10s }\ngroup_by: [device]\naggregates: { n: { fn: count } }"
+        ),
     ]
 }
 
@@ -234,6 +246,12 @@ pub fn sinks() -> Vec<Kind<dyn SinkConfig>> {
             "collector",
             crate::sinks::collector::CollectorSinkConfig,
             "url: http://127.0.0.1:7400\ntopic: logs"
+        ),
+        #[cfg(feature = "sink-mqtt")]
+        sink_kind!(
+            "mqtt",
+            crate::sinks::mqtt::MqttSinkConfig,
+            "url: mqtt://127.0.0.1:1883\ntopic: \"site/{{ device }}/alerts\"\nqos: 1"
         ),
         #[cfg(feature = "sink-stdout")]
         sink_kind!("stdout", crate::sinks::stdout::StdoutSinkConfig, "{}"),

@@ -4,6 +4,7 @@
 //!
 //! Every wait here is bounded in time and returns or panics by itself.
 
+pub mod mosquitto;
 pub mod sensors;
 
 use std::io::Write;

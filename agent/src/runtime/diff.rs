@@ -9,8 +9,8 @@
 //! outlives its upstreams (a sink's channel, a stateful transform's input
 //! log, an inline transform's queue), so a changed or removed upstream only
 //! rewires what feeds that endpoint. The one cross-component rule is the
-//! agent's `host`, which every source stamps on its events: a new host
-//! restarts every source.
+//! agent's `host`, which every source stamps on its events and sinks
+//! report: a new host restarts every source and sink.
 
 use std::collections::HashMap;
 
@@ -125,7 +125,7 @@ impl Diff {
             sinks: Changes::between(
                 old.sinks.iter().map(|s| (s.id.as_str(), &s.raw)),
                 new.sinks.iter().map(|s| (s.id.as_str(), &s.raw)),
-                false,
+                old.host != new.host,
             ),
         }
     }
@@ -237,10 +237,11 @@ sinks:
     }
 
     #[test]
-    fn a_new_host_restarts_every_source() {
+    fn a_new_host_restarts_every_source_and_sink() {
         let new = format!("host: gw-2\n{BASE}");
         let d = Diff::between(&pipeline(BASE), &pipeline(&new));
         assert_eq!(d.sources.changed, ["a", "b"]);
+        assert_eq!(d.sinks.changed, ["out"]);
         assert!(d.transforms.is_empty());
     }
 }

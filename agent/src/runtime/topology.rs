@@ -296,6 +296,7 @@ impl Topology {
     }
 
     fn start_sinks(&mut self, changes: &Changes) -> Result<(), RunError> {
+        let host = self.host();
         for s in &self.pipeline.sinks {
             if !changes.starts(&s.id) {
                 continue;
@@ -311,6 +312,7 @@ impl Topology {
             }
             let ctx = SinkContext {
                 id: s.id.clone(),
+                host: host.clone(),
                 input: Arc::new(ChannelInput {
                     channel: ch,
                     shutdown: stop.clone(),
@@ -399,13 +401,17 @@ impl Topology {
         Ok(())
     }
 
-    fn start_sources(&mut self, changes: &Changes) -> Result<(), RunError> {
-        let host: Arc<str> = self
-            .pipeline
+    /// The host name components stamp and report.
+    fn host(&self) -> Arc<str> {
+        self.pipeline
             .host
             .clone()
             .unwrap_or_else(super::host::hostname)
-            .into();
+            .into()
+    }
+
+    fn start_sources(&mut self, changes: &Changes) -> Result<(), RunError> {
+        let host = self.host();
         for src in &self.pipeline.sources {
             if !changes.starts(&src.id) {
                 continue;

@@ -62,6 +62,9 @@ pub struct SourceContext {
 /// What a sink is given to run.
 pub struct SinkContext {
     pub id: String,
+    /// The agent's host name (the pipeline's `host`, or the machine's), for
+    /// sinks that derive a stable identity from it (an MQTT client id).
+    pub host: Arc<str>,
     pub input: Arc<dyn SinkInput>,
     pub state: StateStore,
     pub shutdown: watch::Receiver<bool>,

@@ -6,5 +6,7 @@ pub mod collector;
 pub mod file;
 #[cfg(any(feature = "sink-file", feature = "sink-stdout"))]
 mod lines;
+#[cfg(feature = "sink-mqtt")]
+pub mod mqtt;
 #[cfg(feature = "sink-stdout")]
 pub mod stdout;

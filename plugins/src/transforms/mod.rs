@@ -88,3 +88,5 @@ mod tests {
         assert_eq!(missing, xxhash_rust::xxh3::xxh3_64(b"null\0"));
     }
 }
+#[cfg(feature = "transform-aggregate")]
+pub mod aggregate;

@@ -351,14 +351,21 @@ impl DiskSpool {
         let mut scratch = std::mem::take(&mut w.scratch);
         let mut id = w.next_id;
         // Room for the commit record and, if this append rolls, the preamble.
-        let overhead = Self::control_bytes(marks.map_or(0, |m| {
-            let taken = match m.stream.kind {
-                StreamKind::Ordered => 12,
-                StreamKind::Keyed => m.marks.len() * 22,
-            };
-            m.stream.name.len() + 16 + m.releases.len() * 10 + taken
-        })) + Self::control_bytes(w.streams.encoded_full_len());
+        // A keyed stream's commit grows with each event taken, so its room is
+        // counted for the events taken so far (counting the whole batch up
+        // front would refuse a large batch forever in a small spool).
+        let preamble = Self::control_bytes(w.streams.encoded_full_len());
+        let overhead = |taken_events: usize| {
+            Self::control_bytes(marks.map_or(0, |m| {
+                let taken = match m.stream.kind {
+                    StreamKind::Ordered => 12,
+                    StreamKind::Keyed => taken_events * 22,
+                };
+                m.stream.name.len() + 16 + m.releases.len() * 10 + taken
+            })) + preamble
+        };
         for (i, e) in events.iter().enumerate() {
+            let overhead = overhead(out.consumed + 1);
             let mark = marks.map(|m| &m.marks[i]);
             if let (Some(p), Some(m)) = (&pending, mark) {
                 if p.holds(m) {
@@ -419,9 +426,14 @@ impl DiskSpool {
     ) -> Result<(), SpoolError> {
         // Roll before writing, so that an append never spans two segments and
         // a segment's records after its last commit are exactly one torn append.
+        // A segment that holds no event yet (only control records: a keyed
+        // stream's releases) is not rolled: the next segment would have the
+        // same first id, hence the same file name.
         let mut prefix = Vec::new();
         if w.file.is_none()
-            || (w.size > 0 && w.size + frames.len() as u64 > self.opts.segment_bytes)
+            || (w.size > 0
+                && w.next_id > w.first_id
+                && w.size + frames.len() as u64 > self.opts.segment_bytes)
         {
             self.roll(w)?;
         }

@@ -415,6 +415,95 @@ fn an_empty_spool_takes_a_record_larger_than_its_budget() {
     );
 }
 
+#[test]
+fn a_keyed_batch_larger_than_a_small_spool_is_taken_as_space_allows() {
+    // The room kept for a keyed commit grows with the events taken; counted
+    // for the whole batch up front, 1000 marks (22KB) never fit in 16KiB.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(16 << 10, 4 << 10, WhenFull::Block));
+    let stream = Stream::keyed("mqtt:x");
+    let evs: Vec<Event> = (0..1000).map(ev).collect();
+    let mks: Vec<Mark> = (0..1000u64).map(|k| Mark::keyed(k + 1, k, false)).collect();
+    let mut done = 0;
+    for _ in 0..1000 {
+        if done == evs.len() {
+            break;
+        }
+        let a = s
+            .append(
+                &evs[done..],
+                Some(StreamMarks {
+                    stream: &stream,
+                    marks: &mks[done..],
+                    releases: &[],
+                }),
+            )
+            .unwrap();
+        if done == 0 {
+            assert!(
+                a.consumed >= 50,
+                "only {} taken: the spool had room for more",
+                a.consumed
+            );
+        }
+        assert!(a.consumed > 0, "no progress at {done}");
+        done += a.consumed;
+        let b = s.read(usize::MAX, usize::MAX).unwrap();
+        s.ack(b.last().unwrap().0 + 1).unwrap();
+    }
+    assert_eq!(done, evs.len());
+    assert!(s.total_bytes() <= 16 << 10);
+}
+
+#[test]
+fn a_segment_of_control_records_only_is_not_rolled_into_a_file_of_the_same_name() {
+    // Releases-only appends write commit records but no event, so a segment
+    // can outgrow segment_bytes without an id of its own; rolling it would
+    // reopen the same file name and the reader would see a wrong size.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    let stream = Stream::keyed("mqtt:x");
+    let keyed = |from: u64, n: u64| -> (Vec<Event>, Vec<Mark>) {
+        (
+            (from..from + n).map(ev).collect(),
+            (from..from + n)
+                .map(|k| Mark::keyed(k + 1, k, false))
+                .collect(),
+        )
+    };
+    let (e, m) = keyed(0, 100);
+    let sm = StreamMarks {
+        stream: &stream,
+        marks: &m,
+        releases: &[],
+    };
+    assert_eq!(s.append(&e, Some(sm)).unwrap().consumed, 100);
+    // The next segment starts with every held key (over 1KiB), then more releases only.
+    for k in 0..3u64 {
+        let rel = [k + 1];
+        let sm = StreamMarks {
+            stream: &stream,
+            marks: &[],
+            releases: &rel,
+        };
+        s.append(&[], Some(sm)).unwrap();
+    }
+    let (e, m) = keyed(100, 10);
+    let sm = StreamMarks {
+        stream: &stream,
+        marks: &m,
+        releases: &[],
+    };
+    assert_eq!(s.append(&e, Some(sm)).unwrap().consumed, 10);
+    let got = s.read(usize::MAX, usize::MAX).unwrap();
+    assert_eq!(got.len(), 110);
+    assert_eq!(s.metrics.corrupt.get(), 0);
+    // And it all survives a reopen.
+    drop(s);
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    assert_eq!(s.read(usize::MAX, usize::MAX).unwrap().len(), 110);
+}
+
 mod keyed_model {
     //! A keyed stream (MQTT QoS 2) against a model broker session: messages
     //! take a free packet id (ids are reused once released, and different
