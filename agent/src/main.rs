@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use weir_agent::admin::{client, top};
 use weir_agent::runtime::{self, RunOptions};
 use weir_core::process::{init_logging, shutdown_signal, LogFormat};
@@ -88,6 +88,12 @@ enum Cmd {
         #[arg(long)]
         tests: Option<PathBuf>,
     },
+    /// Write man pages and shell completions (for packages) under OUT_DIR.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 /// Where the running agent's admin socket is.
@@ -126,6 +132,15 @@ fn main() -> ExitCode {
         LogFormat::Text
     });
     match cli.cmd {
+        Cmd::Generate { out_dir } => {
+            match weir_core::cli_docs::generate(Cli::command(), &out_dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing under {}: {e}", out_dir.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Validate { config } => match weir_agent::config::load(&config) {
             Ok(p) => {
                 println!(

@@ -289,6 +289,11 @@ impl Authenticator {
         cert_principal.cloned().ok_or(AuthError::Missing)
     }
 
+    /// The principal whose token this is (SASL/PLAIN passwords on the Kafka listener).
+    pub fn principal_for_token(&self, token: &str) -> Option<Principal> {
+        self.by_token(token)
+    }
+
     fn by_token(&self, token: &str) -> Option<Principal> {
         let sent = sha256(token.as_bytes());
         // Compare against every entry, in constant time each, so the time

@@ -7,15 +7,19 @@
 //! `service` (every protocol rule) over `log` (the store); `auth` and
 //! `limits` sit beside the service, used by every front-end.
 
+mod accept;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod consume;
 pub mod groups;
 pub mod http;
+pub mod kafka;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod service;
+mod systemd;
 pub mod tls;
 
 use std::sync::Arc;
@@ -68,27 +72,51 @@ pub async fn serve(
         None => None,
     };
     raise_open_files_limit(cfg.limits.max_connections);
+    let systemd = systemd::Service::from_env();
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        cfg.limits.max_connections.max(1),
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Registry::new();
+    let mut store_cfg = cfg.store();
+    store_cfg.metrics = log::store::StoreMetrics::register(&registry);
     let store =
-        log::Store::open(cfg.store(), stop_rx.clone()).map_err(|source| ServeError::Store {
+        log::Store::open(store_cfg, stop_rx.clone()).map_err(|source| ServeError::Store {
             dir: cfg.data_dir.display().to_string(),
             source,
         })?;
     let groups = Arc::new(groups::Groups::new(&cfg.data_dir));
-    let registry = Registry::new();
     let (drain_tx, drain_rx) = watch::channel(false);
     let service = service::Service::new(
         store.clone(),
         groups,
         cfg.service_limits(),
         &registry,
-        drain_rx,
+        drain_rx.clone(),
     )
     .map_err(ServeError::Producers)?;
+    let gates = Arc::new(limits::Gates::new(cfg.gate_limits()));
+    let kafka = match cfg.kafka.listen {
+        None => None,
+        Some(addr) => Some(
+            start_kafka(
+                &cfg,
+                addr,
+                &service,
+                &auth,
+                &gates,
+                &registry,
+                &tls,
+                &slots,
+                drain_rx.clone(),
+            )
+            .await?,
+        ),
+    };
     let state = Arc::new(http::AppState {
         service,
         auth: auth.clone(),
-        gates: Arc::new(limits::Gates::new(cfg.gate_limits())),
+        gates,
         metrics: registry,
         bodies: http::BodyLimits {
             max_bytes: cfg.max_request_bytes.bytes() as usize,
@@ -97,7 +125,7 @@ pub async fn serve(
             grace: cfg.limits.header_timeout,
         },
     });
-    let app = http::router(state);
+    let app = http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -111,9 +139,15 @@ pub async fn serve(
     }
     on_listening(addr);
     spawn_retention(store.clone(), stop_rx.clone());
+    systemd.ready(addr, store.clone(), stop_rx.clone());
+    state.service.observed().spawn_storage_probe(
+        cfg.data_dir.clone(),
+        cfg.storage_probe_interval,
+        stop_rx.clone(),
+    );
 
     let opts = http::server::ServerOptions {
-        max_connections: cfg.limits.max_connections,
+        slots,
         timeouts: http::conn::ConnTimeouts {
             header: cfg.limits.header_timeout,
             idle: cfg.limits.idle_timeout,
@@ -122,7 +156,30 @@ pub async fn serve(
         shutdown_timeout: cfg.limits.shutdown_timeout,
         tls,
     };
-    http::server::run(listener, app, auth, opts, drain_tx, shutdown).await;
+    let shutdown = systemd.stopping_after(shutdown);
+    // One shutdown signal for both listeners.
+    let (shut_tx, shut_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shut_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let kafka_task = kafka.map(|(listener, broker, opts)| {
+        tokio::spawn(kafka::listener::run(
+            listener,
+            broker,
+            opts,
+            drain_rx,
+            stopped(shut_rx.clone()),
+        ))
+    });
+    let server = http::server::run(listener, app, auth, opts, drain_tx, stopped(shut_rx));
+    systemd.liveness.watch("http listener", server).await;
+    if let Some(k) = kafka_task {
+        let _ = k.await;
+    }
     let _ = stop_tx.send(true);
     let s = store.clone();
     // Bounded too: a disk that hangs must not keep the process alive forever.
@@ -136,6 +193,62 @@ pub async fn serve(
         Err(_) => error!("The final fsync did not finish within 10s; exiting without it."),
     }
     Ok(())
+}
+
+type KafkaParts = (
+    tokio::net::TcpListener,
+    Arc<kafka::Broker>,
+    kafka::listener::ListenerOptions,
+);
+
+/// Binds the Kafka listener and builds what its connections share.
+#[allow(clippy::too_many_arguments)]
+async fn start_kafka(
+    cfg: &CollectorConfig,
+    addr: std::net::SocketAddr,
+    service: &Arc<service::Service>,
+    auth: &Arc<auth::Authenticator>,
+    gates: &Arc<limits::Gates>,
+    registry: &Registry,
+    tls: &Option<tokio_rustls::TlsAcceptor>,
+    slots: &Arc<tokio::sync::Semaphore>,
+    _drain: watch::Receiver<bool>,
+) -> Result<KafkaParts, ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(ServeError::Serve)?;
+    let (host, port) = match &cfg.kafka.advertised {
+        Some(a) => kafka::split_host_port(a).ok_or_else(|| {
+            ServeError::Config(format!("kafka.advertised: {a:?} is not host:port"))
+        })?,
+        None => (bound.ip().to_string(), i32::from(bound.port())),
+    };
+    let cluster_id = kafka::cluster_id(&cfg.data_dir).map_err(ServeError::Producers)?;
+    let broker = Arc::new(kafka::Broker {
+        service: service.clone(),
+        auth: auth.clone(),
+        gates: gates.clone(),
+        advertised_host: host.clone(),
+        advertised_port: port,
+        cluster_id,
+        auto_create_topics: cfg.kafka.auto_create_topics,
+        max_request_bytes: cfg.kafka.max_request_bytes.bytes() as usize,
+        metrics: kafka::Metrics::new(registry),
+    });
+    info!(addr = %bound, advertised = %format!("{host}:{port}"), tls = tls.is_some(), "Kafka listener listening.");
+    let opts = kafka::listener::ListenerOptions {
+        slots: slots.clone(),
+        timeouts: kafka::connection::Timeouts {
+            header: cfg.limits.header_timeout,
+            idle: cfg.limits.idle_timeout,
+            body: cfg.limits.body_timeout,
+            write: cfg.limits.write_timeout,
+        },
+        shutdown_timeout: cfg.limits.shutdown_timeout,
+        tls: tls.clone(),
+    };
+    Ok((listener, broker, opts))
 }
 
 fn spawn_retention(store: Arc<log::Store>, mut stop: watch::Receiver<bool>) {
@@ -155,8 +268,10 @@ fn spawn_retention(store: Arc<log::Store>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection
-/// and every open segment holds a descriptor. Warns when `max_connections`
-/// could still exhaust it.
+/// holds a descriptor, and the log one per partition plus a bounded set of
+/// sealed segments (`log::store::OPEN_SEALED_SEGMENTS`); a low default soft
+/// limit (often 1024) must not stop the collector from starting. Warns when
+/// `max_connections` could still exhaust it.
 fn raise_open_files_limit(max_connections: usize) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

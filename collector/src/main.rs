@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use weir_collector::auth::{hex, sha256};
 use weir_collector::client::ClientAuth;
 use weir_collector::consume::{consume, topics, ConsumeOptions, StartAt};
@@ -88,6 +88,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write man pages and shell completions (for packages) under OUT_DIR.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 /// How a client reaches a collector that requires TLS or a token.
@@ -153,6 +159,14 @@ fn main() -> ExitCode {
 
 async fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
     match cmd {
+        Cmd::Generate { out_dir } => weir_core::cli_docs::generate(Cli::command(), &out_dir)
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    2,
+                    anyhow::anyhow!("writing under {}: {e}", out_dir.display()),
+                )
+            }),
         Cmd::Serve {
             config,
             listen,

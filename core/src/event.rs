@@ -312,8 +312,13 @@ pub fn format_rfc3339_nanos(ns: i64) -> String {
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 in UTC.
+/// Times outside 1970..=9999, which RFC 3339 cannot express, are written as
+/// their milliseconds in decimal rather than clamped (or panicking).
 pub fn format_rfc3339_millis(ms: i64) -> String {
-    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    if !(0..=crate::decode::YEAR_9999_MS).contains(&ms) {
+        return ms.to_string();
+    }
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -342,6 +347,16 @@ mod tests {
         assert_eq!(
             json,
             r#"{"count":3,"message":"hello","ok":false,"ratio":null}"#
+        );
+    }
+
+    #[test]
+    fn times_rfc3339_cannot_express_are_written_as_milliseconds() {
+        assert_eq!(format_rfc3339_millis(1 << 62), (1i64 << 62).to_string());
+        assert_eq!(format_rfc3339_millis(-5), "-5");
+        assert_eq!(
+            format_rfc3339_millis(crate::decode::YEAR_9999_MS),
+            "9999-12-31T23:59:59.999Z"
         );
     }
 

@@ -7,7 +7,11 @@
 //! collector agree on the wire format by construction rather than by review.
 
 pub mod batch;
+#[cfg(feature = "cli-docs")]
+pub mod cli_docs;
 pub mod codec;
+pub mod decode;
+pub mod errors;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;
@@ -17,8 +21,10 @@ pub mod metrics;
 pub mod partition;
 pub mod problems;
 pub mod process;
+pub mod process_metrics;
 pub mod protocol;
 pub mod record;
+pub mod systemd;
 pub mod units;
 
 pub use event::{Event, Metadata, Value};

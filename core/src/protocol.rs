@@ -22,6 +22,31 @@ pub const HEADER_NEXT_OFFSET: &str = "x-weir-next-offset";
 pub const HEADER_END_OFFSET: &str = "x-weir-end-offset";
 /// Response header on fetch: the partition's first retained offset.
 pub const HEADER_START_OFFSET: &str = "x-weir-start-offset";
+/// Response header on fetch, present when records in the answered range were
+/// lost to on-disk damage: inclusive offset ranges `first-last`, comma
+/// separated, in order (e.g. `120-135,200-200`). The batches in the body are
+/// every intact record around them; the next offset is past them.
+pub const HEADER_LOST_OFFSETS: &str = "x-weir-lost-offsets";
+
+/// Formats lost ranges for [`HEADER_LOST_OFFSETS`].
+pub fn format_lost(ranges: &[(i64, i64)]) -> String {
+    ranges
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses [`HEADER_LOST_OFFSETS`]; malformed parts are skipped.
+pub fn parse_lost(s: &str) -> Vec<(i64, i64)> {
+    s.split(',')
+        .filter_map(|r| {
+            let (a, b) = r.trim().split_once('-')?;
+            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
 
 /// Body of a topic creation request.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -112,6 +137,31 @@ pub enum ErrorKind {
     Unavailable,
 }
 
+impl ErrorKind {
+    /// The kind as it is written on the wire (`corrupt_batch`), for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            CorruptBatch => "corrupt_batch",
+            OutOfOrderSequence => "out_of_order_sequence",
+            ProducerFenced => "producer_fenced",
+            UnknownProducer => "unknown_producer",
+            UnknownTopicOrPartition => "unknown_topic_or_partition",
+            InvalidRequest => "invalid_request",
+            StorageError => "storage_error",
+            OffsetOutOfRange => "offset_out_of_range",
+            Unauthenticated => "unauthenticated",
+            Unauthorized => "unauthorized",
+            InvalidProducerId => "invalid_producer_id",
+            InvalidProducerEpoch => "invalid_producer_epoch",
+            EpochExhausted => "epoch_exhausted",
+            ConflictingBatch => "conflicting_batch",
+            LimitExceeded => "limit_exceeded",
+            Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Body of a producer init request (Kafka's InitProducerId).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct InitProducer {
@@ -165,6 +215,38 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_ranges_round_trip_and_garbage_is_skipped() {
+        let r = vec![(120, 135), (200, 200)];
+        assert_eq!(parse_lost(&format_lost(&r)), r);
+        assert_eq!(parse_lost("x,5-3,7-9,-"), vec![(7, 9)]);
+    }
+
+    #[test]
+    fn every_error_kind_is_named_as_on_the_wire() {
+        use ErrorKind::*;
+        for k in [
+            CorruptBatch,
+            OutOfOrderSequence,
+            ProducerFenced,
+            UnknownProducer,
+            UnknownTopicOrPartition,
+            InvalidRequest,
+            StorageError,
+            OffsetOutOfRange,
+            Unauthenticated,
+            Unauthorized,
+            InvalidProducerId,
+            InvalidProducerEpoch,
+            EpochExhausted,
+            ConflictingBatch,
+            LimitExceeded,
+            Unavailable,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str(), "{k:?}");
+        }
+    }
 
     #[test]
     fn names_that_could_escape_the_data_dir_are_invalid() {

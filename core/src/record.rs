@@ -7,7 +7,6 @@
 //! byte-identical to the one sent before it.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{HEADER_LEN, LOG_OVERHEAD};
@@ -55,7 +54,7 @@ pub struct ProducerStamp {
 /// Why a batch could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// Encoding or decoding failed inside the Kafka codec.
+    /// A batch could not be encoded, or read back (`decode.rs`).
     #[error("record batch codec: {0}")]
     Codec(String),
     /// An empty batch has no meaning on the wire.
@@ -243,26 +242,23 @@ pub struct StoredRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Decodes every record of the concatenated batches in `buf`.
+/// Decodes every record of the concatenated batches in `buf`, within
+/// [`crate::decode::Limits::reading`] (any timestamp, the default size
+/// bound). A consumer that must survive any input streams with
+/// [`crate::decode::Records`] instead.
 pub fn decode_batches(buf: &[u8]) -> Result<Vec<StoredRecord>, RecordError> {
-    let mut bytes = Bytes::copy_from_slice(buf);
-    let sets = RecordBatchDecoder::decode_all(&mut bytes)
-        .map_err(|e| RecordError::Codec(format!("{e:#}")))?;
+    let limits = crate::decode::Limits::reading();
     let mut out = Vec::new();
-    for set in sets {
-        for r in set.records {
-            out.push(StoredRecord {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            });
-        }
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let n = crate::batch::peek_total_len(rest)
+            .filter(|n| *n <= rest.len())
+            .ok_or_else(|| RecordError::Codec("truncated batch".into()))?;
+        let (one, tail) = rest.split_at(n);
+        out.extend(
+            crate::decode::decode(one, &limits).map_err(|e| RecordError::Codec(e.to_string()))?,
+        );
+        rest = tail;
     }
     Ok(out)
 }

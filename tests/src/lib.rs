@@ -4,7 +4,9 @@
 //!
 //! Every wait here is bounded in time and returns or panics by itself.
 
+pub mod kafka;
 pub mod mosquitto;
+pub mod powercut;
 pub mod sensors;
 
 use std::io::Write;
@@ -97,24 +99,72 @@ pub struct Collector {
     pub proc: Proc,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// The config text it was started with (without `listen`) and its extra flags,
+    /// to start it again the same way.
+    yaml: String,
+    args: Vec<String>,
 }
 
 impl Collector {
     /// Starts on a free loopback port.
     pub fn start(data: &Path) -> Collector {
-        Self::start_on(data, "127.0.0.1:0".parse().expect("addr"))
+        Self::start_with(data, "", &[])
     }
 
     /// Starts on `addr` (to come back on the same port after a kill).
     pub fn start_on(data: &Path, addr: SocketAddr) -> Collector {
+        Self::start_with(data, &format!("listen: {addr}\n"), &[])
+    }
+
+    /// Starts with a config file holding `yaml` (plus `listen` on a free
+    /// loopback port and `data_dir`, unless `yaml` sets them) and extra flags.
+    /// The config, address and log files are `data` with the extensions
+    /// `yaml`, `addr` and `log` (beside the data directory, so outside it
+    /// when it is a mount point such as the power-cut filesystem).
+    pub fn start_with(data: &Path, yaml: &str, args: &[&str]) -> Collector {
+        let (listen, rest): (Vec<&str>, Vec<&str>) =
+            yaml.lines().partition(|l| l.starts_with("listen:"));
+        let listen = match listen.last() {
+            Some(l) => l.trim_start_matches("listen:").trim().to_owned(),
+            None => "127.0.0.1:0".to_owned(),
+        };
+        let mut rest = rest.join("\n");
+        rest.push('\n');
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Self::launch_retrying(data, &listen, rest, args)
+    }
+
+    /// Starts a new collector on this one's port, data and config; this one
+    /// must have stopped (see [`Proc::terminate`], [`Proc::kill9`]).
+    pub fn again(&self) -> Collector {
+        Self::launch_retrying(
+            &self.data,
+            &self.addr.to_string(),
+            self.yaml.clone(),
+            self.args.clone(),
+        )
+    }
+
+    fn launch_retrying(data: &Path, listen: &str, yaml: String, args: Vec<String>) -> Collector {
+        let cfg = data.with_extension("yaml");
+        let text = format!("listen: {listen}\ndata_dir: {}\n{yaml}", data.display());
+        std::fs::write(&cfg, text).expect("write collector config");
         let mut last = None;
         // The port of a killed collector can take a moment to be free again.
-        for _ in 0..50 {
+        let tries = if listen.ends_with(":0") { 1 } else { 50 };
+        for _ in 0..tries {
             let mut cmd = Command::new(bin("weir-collector"));
-            cmd.args(["serve", "--listen", &addr.to_string(), "--data"])
-                .arg(data);
+            cmd.args(["serve", "-c"]).arg(&cfg).args(&args);
             match Self::launch(data, cmd) {
-                Ok(c) => return c,
+                Ok((proc, addr)) => {
+                    return Collector {
+                        proc,
+                        addr,
+                        data: data.to_path_buf(),
+                        yaml,
+                        args,
+                    }
+                }
                 Err(log) => {
                     last = Some(log);
                     std::thread::sleep(Duration::from_millis(200));
@@ -124,24 +174,9 @@ impl Collector {
         panic!("collector did not start: {}", last.unwrap_or_default());
     }
 
-    /// Starts with a config file holding `yaml` (plus `listen` on a free
-    /// loopback port and `data_dir`, unless `yaml` sets them) and extra flags.
-    pub fn start_with(data: &Path, yaml: &str, args: &[&str]) -> Collector {
-        let cfg = data.with_extension("yaml");
-        let mut text = String::new();
-        if !yaml.contains("listen:") {
-            text.push_str("listen: 127.0.0.1:0\n");
-        }
-        text.push_str(&format!("data_dir: {}\n{yaml}", data.display()));
-        std::fs::write(&cfg, text).expect("write collector config");
-        let mut cmd = Command::new(bin("weir-collector"));
-        cmd.args(["serve", "-c"]).arg(&cfg).args(args);
-        Self::launch(data, cmd).unwrap_or_else(|log| panic!("collector did not start: {log}"))
-    }
-
     /// Spawns `cmd` (a `serve` without `--addr-file`) and waits for its
     /// address; the log text if it exits or does not listen within 10 s.
-    fn launch(data: &Path, mut cmd: Command) -> Result<Collector, String> {
+    fn launch(data: &Path, mut cmd: Command) -> Result<(Proc, SocketAddr), String> {
         let addr_file = data.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         cmd.arg("--addr-file").arg(&addr_file);
@@ -157,11 +192,7 @@ impl Collector {
         })
         .flatten();
         match bound {
-            Some(a) => Ok(Collector {
-                proc,
-                addr: a,
-                data: data.to_path_buf(),
-            }),
+            Some(a) => Ok((proc, a)),
             None => {
                 proc.kill9();
                 Err(proc.log_text())
@@ -183,8 +214,7 @@ impl Collector {
     pub fn crash_and_restart(&mut self, down_for: Duration) {
         self.proc.kill9();
         std::thread::sleep(down_for);
-        let again = Collector::start_on(&self.data, self.addr);
-        *self = again;
+        *self = self.again();
     }
 }
 

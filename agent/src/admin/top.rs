@@ -115,7 +115,9 @@ fn column(name: &str, counter: bool) -> Column {
             "error", "fail", "dropped", "corrupt", "rejected", "retries", "lost",
         ]) {
             Column::Errors
-        } else if !has(&["bytes", "batches"]) && has(&["_in_", "received"]) {
+        } else if !has(&["bytes", "batches"]) && has(&["_in_", "received"])
+            || name == "weir_source_events_total"
+        {
             Column::In
         } else if !has(&["bytes", "batches"])
             && has(&["sent", "acked", "_out_", "sink_events", "delivered"])
@@ -128,9 +130,9 @@ fn column(name: &str, counter: bool) -> Column {
         Column::Capacity
     } else if has(&["lag"]) {
         Column::Lag
-    } else if has(&["bytes"]) {
+    } else if has(&["bytes"]) && !has(&["disk"]) {
         Column::Bytes
-    } else if has(&["backlog", "records"]) {
+    } else if has(&["backlog", "records"]) || name.ends_with("channel_events") {
         Column::Backlog
     } else {
         Column::Other
@@ -152,25 +154,20 @@ pub struct Row {
     pub all: BTreeMap<String, (f64, Option<f64>)>,
 }
 
-fn kind_of(s: &Sample) -> Option<&'static str> {
-    if let Some(t) = s.label("component_type") {
-        return match t {
-            "source" => Some("source"),
-            "transform" => Some("transform"),
-            "sink" => Some("sink"),
-            _ => None,
-        };
-    }
+/// The kind of component a sample tells of, and whether it tells for sure:
+/// channel metrics belong to a sink or to a stateful transform's input log,
+/// so they only decide when nothing else does. (`component_type` is the
+/// component's `type:`, e.g. `file`, which a source and a sink share.)
+fn kind_of(s: &Sample) -> Option<(&'static str, bool)> {
     let n = s.name.as_str();
     if n.starts_with("weir_transform_") {
-        Some("transform")
-    } else if n.starts_with("weir_sink_")
-        || n.starts_with("weir_channel_")
-        || s.label("sink").is_some()
-    {
-        Some("sink")
+        Some(("transform", true))
+    } else if n.starts_with("weir_sink_") {
+        Some(("sink", true))
     } else if n.starts_with("weir_source_") || n == "weir_component_sent_events_total" {
-        Some("source")
+        Some(("source", true))
+    } else if n.starts_with("weir_channel_") || s.label("sink").is_some() {
+        Some(("sink", false))
     } else {
         None
     }
@@ -192,14 +189,20 @@ pub fn rows(before: &[Sample], after: &[Sample], elapsed: Duration) -> BTreeMap<
     // Several metrics may count one flow (a sink's acknowledged and
     // delivered events): summed within a metric, the largest across them.
     let mut flows: BTreeMap<(String, bool, String), f64> = BTreeMap::new();
+    let mut sure = std::collections::HashSet::new();
     for s in after {
         let Some(id) = s.label("component").or_else(|| s.label("sink")) else {
             continue;
         };
         let row = out.entry(id.to_owned()).or_default();
-        if row.kind.is_empty() {
-            if let Some(k) = kind_of(s) {
-                row.kind = k.to_owned();
+        if !sure.contains(id) {
+            match kind_of(s) {
+                Some((k, true)) => {
+                    row.kind = k.to_owned();
+                    sure.insert(id.to_owned());
+                }
+                Some((k, false)) if row.kind.is_empty() => row.kind = k.to_owned(),
+                _ => {}
             }
         }
         let rate = s
@@ -303,39 +306,67 @@ mod tests {
     use super::*;
 
     const BEFORE: &str = r#"# HELP weir_transform_events_in_total Events a transform received.
+# TYPE weir_source_events_total counter
+weir_source_events_total{component="app",component_type="file"} 1000
 # TYPE weir_transform_events_in_total counter
-weir_transform_events_in_total{component="parse"} 100
-# TYPE weir_channel_events_acked_total counter
-weir_channel_events_acked_total{sink="out"} 10
-# TYPE weir_channel_records gauge
-weir_channel_records{sink="out"} 5
+weir_transform_events_in_total{component="parse",component_type="script"} 100
+# TYPE weir_channel_events_in_total counter
+weir_channel_events_in_total{component="stats",component_type="aggregate"} 0
+# TYPE weir_sink_acked_events_total counter
+weir_sink_acked_events_total{component="out",component_type="file"} 10
+# TYPE weir_channel_events gauge
+weir_channel_events{component="out",component_type="file"} 5
 "#;
 
-    const AFTER: &str = r#"# TYPE weir_transform_events_in_total counter
-weir_transform_events_in_total{component="parse"} 300
+    const AFTER: &str = r#"# TYPE weir_source_events_total counter
+weir_source_events_total{component="app",component_type="file"} 1600
+# TYPE weir_channel_events_in_total counter
+weir_channel_events_in_total{component="stats",component_type="aggregate"} 40
+# TYPE weir_transform_events_in_total counter
+weir_transform_events_in_total{component="parse",component_type="script"} 300
+weir_transform_events_in_total{component="stats",component_type="aggregate"} 40
 # TYPE weir_transform_errors_total counter
-weir_transform_errors_total{component="parse",reason="script"} 7
-# TYPE weir_channel_events_acked_total counter
-weir_channel_events_acked_total{sink="out"} 50
-# TYPE weir_channel_records gauge
-weir_channel_records{sink="out"} 5
+weir_transform_errors_total{component="parse",component_type="script",reason="script"} 7
+# TYPE weir_sink_acked_events_total counter
+weir_sink_acked_events_total{component="out",component_type="file"} 50
+# TYPE weir_channel_events gauge
+weir_channel_events{component="out",component_type="file"} 5
+# TYPE weir_channel_bytes gauge
+weir_channel_bytes{component="out",component_type="file"} 500
+# TYPE weir_channel_disk_bytes gauge
+weir_channel_disk_bytes{component="out",component_type="file"} 4096
 # TYPE weir_channel_capacity_bytes gauge
-weir_channel_capacity_bytes{component="out",component_type="sink"} 1024
-# TYPE weir_sink_lag_seconds gauge
-weir_sink_lag_seconds{component="out",component_type="sink"} 2
+weir_channel_capacity_bytes{component="out",component_type="file"} 1024
+# TYPE weir_channel_lag_seconds gauge
+weir_channel_lag_seconds{component="out",component_type="file"} 2
 "#;
 
     #[test]
     fn rates_come_from_two_readings_and_columns_from_metric_names() {
         let rows = rows(&parse(BEFORE), &parse(AFTER), Duration::from_secs(2));
+        let app = &rows["app"];
+        assert_eq!(
+            app.kind, "source",
+            "a file source, though `file` is also a sink type"
+        );
+        assert_eq!(app.in_rate, 300.0);
         let parse_row = &rows["parse"];
         assert_eq!(parse_row.kind, "transform");
         assert_eq!(parse_row.in_rate, 100.0);
         assert_eq!(parse_row.errors, 7.0);
+        assert_eq!(
+            rows["stats"].kind, "transform",
+            "a stateful transform's input log does not make it a sink"
+        );
         let out = &rows["out"];
         assert_eq!(out.kind, "sink");
         assert_eq!(out.out_rate, 20.0);
         assert_eq!(out.backlog, Some(5.0));
+        assert_eq!(
+            out.bytes,
+            Some(500.0),
+            "backlog bytes, not the spool's files"
+        );
         assert_eq!(
             out.capacity,
             Some(1024.0),
@@ -343,7 +374,10 @@ weir_sink_lag_seconds{component="out",component_type="sink"} 2
         );
         assert_eq!(out.lag, Some(2.0));
         let text = render(&rows, true);
-        assert!(text.contains("weir_transform_errors_total{reason=script} = 7"));
+        assert!(
+            text.contains("weir_transform_errors_total{reason=script} = 7"),
+            "{text}"
+        );
     }
 
     #[test]

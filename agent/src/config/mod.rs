@@ -4,6 +4,7 @@
 //! ```yaml
 //! data_dir: /var/lib/weir        # optional; `weir run --data-dir` overrides
 //! host: gw-17                    # optional; the machine's host name by default
+//! health: { sink_failing_after: 2m }  # optional; when /ready turns 503
 //! sources:
 //!   <id>: { type: <source type>, ...source keys }
 //! sinks:
@@ -57,6 +58,8 @@ pub struct Pipeline {
     pub host: Option<String>,
     /// The admin socket (`weir reload`, `weir tap`, `weir top`).
     pub admin: AdminConfig,
+    /// When `/ready` reports the agent not ready.
+    pub health: crate::runtime::health::HealthConfig,
     pub sources: Vec<SourceSpec>,
     pub transforms: Vec<TransformSpec>,
     pub sinks: Vec<SinkSpec>,
@@ -80,6 +83,7 @@ impl Pipeline {
             data_dir: None,
             host: None,
             admin: AdminConfig::default(),
+            health: Default::default(),
             sources: Vec::new(),
             transforms: Vec::new(),
             sinks: Vec::new(),
@@ -109,10 +113,11 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "data_dir",
     "host",
     "admin",
+    "health",
     "sources",
     "transforms",
     "sinks",
@@ -249,6 +254,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     let data_dir = string_at(&mut c, &top, "data_dir").map(PathBuf::from);
     let host = string_at(&mut c, &top, "host");
     let admin = admin_at(&mut c, &top);
+    let health = health_at(&mut c, &top);
     let sources_map = components(&mut c, &top, "sources");
     let transforms_map = components(&mut c, &top, "transforms");
     let sinks_map = components(&mut c, &top, "sinks");
@@ -386,6 +392,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
             data_dir,
             host,
             admin,
+            health,
             sources,
             transforms,
             sinks,
@@ -393,6 +400,30 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     } else {
         c.problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
         Err(Problems(c.problems))
+    }
+}
+
+fn health_at(c: &mut Checker, m: &Mapping) -> crate::runtime::health::HealthConfig {
+    let Some(v) = m.get("health") else {
+        return Default::default();
+    };
+    match serde_path_to_error::deserialize::<_, crate::runtime::health::HealthConfig>(v.clone()) {
+        Ok(h) => {
+            for p in h.problems() {
+                c.add_problem("health", &p);
+            }
+            h
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                "health".to_owned()
+            } else {
+                format!("health.{path}")
+            };
+            c.add(&at, plain_words(&e.into_inner().to_string()));
+            Default::default()
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! each within a bound.
 
 pub mod diff;
+pub mod health;
 mod host;
 pub mod inline;
 pub mod input;
 pub mod logged;
 pub mod ports;
 pub mod route;
+mod systemd;
 pub mod tap;
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
+use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
 use weir_plugins::{Clock, SystemClock};
 
@@ -103,6 +106,7 @@ pub async fn run(
     let _lock = host::lock_data_dir(&data_dir)?;
     let (state, damaged) = StateStore::open_or_quarantine(&data_dir.join("state.db"))?;
     let registry = Registry::new();
+    weir_core::process_metrics::register(&registry, "weir_build_info", env!("CARGO_PKG_VERSION"));
     registry
         .counter(
             "weir_state_db_quarantined_total",
@@ -112,6 +116,8 @@ pub async fn run(
         .add(u64::from(damaged.is_some()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let health = health::Health::default();
+    let liveness = Liveness::new();
     let mut topology = Topology::new(Env {
         data_dir: data_dir.clone(),
         state,
@@ -119,8 +125,11 @@ pub async fn run(
         clock,
         ended: ended_tx,
         stop_timeout: opts.shutdown_timeout,
+        health: health.clone(),
+        liveness: liveness.clone(),
     });
     let admin_cfg = pipeline.admin.clone();
+    let sink_failing_after = pipeline.health.sink_failing_after;
     let counts = (
         pipeline.sources.len(),
         pipeline.transforms.len(),
@@ -134,7 +143,10 @@ pub async fn run(
 
     let (stop_tx, stop) = watch::channel(false);
     let metrics_addr = match opts.metrics_listen {
-        Some(addr) => Some(host::serve_metrics(addr, registry.clone(), stop.clone()).await?),
+        Some(addr) => {
+            let ready = (health.clone(), sink_failing_after);
+            Some(host::serve_metrics(addr, registry.clone(), ready, stop.clone()).await?)
+        }
         None => None,
     };
     let (command_tx, mut commands) = mpsc::channel(COMMAND_QUEUE);
@@ -152,6 +164,7 @@ pub async fn run(
         .map_err(RunError::Signal)?;
     info!(data_dir = %data_dir.display(), sources = counts.0, transforms = counts.1, sinks = counts.2, "Agent running.");
     on_ready(metrics_addr);
+    let service = systemd::Service::start(topology.status(), liveness, stop.clone());
 
     // Run until asked to stop; a component that ends early is reported
     // (by its task), the others go on.
@@ -161,12 +174,16 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the pipeline.");
+                service.reloading();
                 let _ = reload(&mut topology, &opts).await;
+                service.reloaded();
             }
             Some(cmd) = commands.recv() => match cmd {
                 Command::Reload { reply } => {
                     info!("Reload asked on the admin socket.");
+                    service.reloading();
                     let _ = reply.send(reload(&mut topology, &opts).await);
+                    service.reloaded();
                 }
                 Command::Tap { component, output, rate, reply } => {
                     let _ = reply.send(tap(&topology, &component, output, rate));
@@ -181,6 +198,7 @@ pub async fn run(
         }
     }
     info!("Stopping: sources, then transforms, then sinks.");
+    service.stopping();
     topology.stop().await;
     let _ = stop_tx.send(true);
     info!("Agent stopped.");
@@ -218,6 +236,9 @@ async fn reload(topology: &mut Topology, opts: &RunOptions) -> Result<String, St
     }
     if new.admin != topology.pipeline().admin {
         warn!("The admin socket settings changed; they apply at the next restart.");
+    }
+    if new.health != topology.pipeline().health {
+        warn!("The health settings changed; they apply at the next restart.");
     }
     match topology.apply(new).await {
         Ok(diff) => {

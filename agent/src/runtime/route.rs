@@ -170,7 +170,21 @@ pub struct SourceFanout {
     pub id: String,
     pub outputs: Arc<Ports>,
     pub shutdown: watch::Receiver<bool>,
+    /// Events delivered on the default output.
     pub events: Counter,
+    /// The source's registry view, for the counters of named outputs.
+    pub metrics: weir_core::metrics::Registry,
+}
+
+impl SourceFanout {
+    /// The counter of events the source handed to its channels on `output`.
+    pub fn sent_counter(metrics: &weir_core::metrics::Registry, output: &str) -> Counter {
+        metrics.counter(
+            "weir_source_sent_events_total",
+            "Events a source handed to the channels downstream, by output.",
+            &[("output", output)],
+        )
+    }
 }
 
 impl SourceOutput for SourceFanout {
@@ -193,10 +207,13 @@ impl SourceOutput for SourceFanout {
             if let Some(s) = &batch.stream {
                 batch.stream = Some(derived_stream(s, &self.id, Some(output)));
             }
+            let n = batch.events.len() as u64;
             let mut shutdown = self.shutdown.clone();
             self.outputs
                 .deliver(Some(output), batch, &mut shutdown)
-                .await
+                .await?;
+            Self::sent_counter(&self.metrics, output).add(n);
+            Ok(())
         })
     }
 }

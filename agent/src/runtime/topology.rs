@@ -35,15 +35,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
+use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
 use weir_plugins::{Clock, ComponentError, SinkContext, SourceContext, TransformContext};
 
 use super::diff::{Changes, Diff};
+use super::health::Health;
 use super::inline::{Inline, TransformMetrics};
 use super::input::{spawn_interval_sync, ChannelInput};
 use super::logged::Logged;
 use super::ports::Ports;
 use super::route::{InlineRequest, LogInput, Outputs, SourceFanout, Target};
+use super::systemd::Status;
 use super::RunError;
 use crate::channel::disk::PayloadForm;
 use crate::channel::{Channel, ChannelConfig, ChannelType, FsyncPolicy};
@@ -67,6 +70,10 @@ pub struct Env {
     pub ended: mpsc::UnboundedSender<()>,
     /// Longest a component gets to stop.
     pub stop_timeout: Duration,
+    /// Sinks report outages here (`/ready`).
+    pub health: Health,
+    /// Times every component task's polls, for the systemd watchdog.
+    pub liveness: Liveness,
 }
 
 /// A running component's task and its own stop signal.
@@ -97,6 +104,8 @@ pub struct Topology {
     sources: HashMap<String, Running>,
     transforms: HashMap<String, Running>,
     sinks: HashMap<String, Running>,
+    /// What `STATUS=` reports, updated by every apply.
+    status: Status,
 }
 
 impl Topology {
@@ -112,7 +121,13 @@ impl Topology {
             sources: HashMap::new(),
             transforms: HashMap::new(),
             sinks: HashMap::new(),
+            status: Status::default(),
         }
+    }
+
+    /// The pipeline's shape and backlog for the service manager, kept current.
+    pub(super) fn status(&self) -> Status {
+        self.status.clone()
     }
 
     /// The pipeline running now.
@@ -197,6 +212,8 @@ impl Topology {
         }
         for (id, r) in removed_sinks {
             r.stop("sink", &id, timeout).await;
+            // A removed sink's outage no longer keeps the agent unready.
+            self.env.health.forget(&id);
             let dir = self.env.data_dir.join("spool").join(&id);
             if dir.exists() {
                 warn!(sink = %id, spool = %dir.display(), "Sink removed; its spool is kept on disk with what it had not delivered (delete it, or add the sink back to deliver it).");
@@ -205,6 +222,8 @@ impl Topology {
 
         // 9: sources last.
         self.start_sources(&diff.sources)?;
+        let channels = self.channels.values().cloned().collect();
+        self.status.set(&self.pipeline, channels);
         Ok(diff)
     }
 
@@ -270,13 +289,13 @@ impl Topology {
                 continue;
             }
             let dir = self.env.data_dir.join("spool").join(&s.id);
-            let ch =
-                Channel::open(&s.id, &s.channel, &dir, &self.env.registry).map_err(|source| {
-                    RunError::Channel {
-                        component: format!("sink {}", s.id),
-                        source,
-                    }
-                })?;
+            let scoped = self.env.registry.component(&s.id, &s.type_name);
+            let ch = Channel::open(&s.id, &s.channel, &dir, &scoped).map_err(|source| {
+                RunError::Channel {
+                    component: format!("sink {}", s.id),
+                    source,
+                }
+            })?;
             self.channels.insert(s.id.clone(), ch);
         }
         for t in &p.transforms {
@@ -289,7 +308,7 @@ impl Topology {
             if self.logs.contains_key(&t.id) {
                 continue;
             }
-            let log = open_log(&t.id, &self.env)?;
+            let log = open_log(&t.id, &t.type_name, &self.env)?;
             self.logs.insert(t.id.clone(), log);
         }
         Ok(())
@@ -316,10 +335,11 @@ impl Topology {
                 input: Arc::new(ChannelInput {
                     channel: ch,
                     shutdown: stop.clone(),
+                    health: self.env.health.clone(),
                 }),
                 state: self.env.state.clone(),
                 shutdown: stop,
-                metrics: self.env.registry.clone(),
+                metrics: self.env.registry.component(&s.id, &s.type_name),
             };
             let task = s.config.build(ctx).map_err(|source| RunError::Build {
                 component: format!("sink {}", s.id),
@@ -350,16 +370,17 @@ impl Topology {
                 continue;
             }
             let env = &self.env;
+            let scoped = env.registry.component(&t.id, &t.type_name);
             let ctx = TransformContext {
                 id: t.id.clone(),
-                metrics: env.registry.clone(),
+                metrics: scoped.clone(),
             };
             let transform = t.config.build(ctx).map_err(|source| RunError::Build {
                 component: format!("transform {}", t.id),
                 source,
             })?;
             let ports = Ports::new(&t.id, self.outputs_of(&t.id));
-            let metrics = TransformMetrics::new(&env.registry, &t.id);
+            let metrics = TransformMetrics::new(&scoped, &t.id);
             let declared = t.config.outputs();
             let (stop_tx, stop) = watch::channel(false);
             let body: weir_plugins::Task = if let Some(input) = self.logs.get(&t.id) {
@@ -423,15 +444,13 @@ impl Topology {
             }
             let (stop_tx, stop) = watch::channel(false);
             let ports = Ports::new(&src.id, outputs);
+            let scoped = self.env.registry.component(&src.id, &src.type_name);
             let output = Arc::new(SourceFanout {
                 id: src.id.clone(),
                 outputs: ports.clone(),
                 shutdown: stop.clone(),
-                events: self.env.registry.counter(
-                    "weir_component_sent_events_total",
-                    "Events a source handed to its channels.",
-                    &[("component", src.id.as_str())],
-                ),
+                events: SourceFanout::sent_counter(&scoped, "default"),
+                metrics: scoped.clone(),
             });
             let ctx = SourceContext {
                 id: src.id.clone(),
@@ -439,7 +458,7 @@ impl Topology {
                 output,
                 state: self.env.state.clone(),
                 shutdown: stop,
-                metrics: self.env.registry.clone(),
+                metrics: scoped,
                 held: self.held_by(&src.id),
             };
             let task = src.config.build(ctx).map_err(|source| RunError::Build {
@@ -461,6 +480,7 @@ impl Topology {
         body: weir_plugins::Task,
     ) -> Running {
         let ended = self.env.ended.clone();
+        let body = self.env.liveness.watch(format!("{kind} {id}"), body);
         let id = id.to_owned();
         let task = tokio::spawn(async move {
             let result = body.await;
@@ -583,15 +603,17 @@ impl Topology {
 }
 
 /// Opens the input log of stateful transform `id`.
-fn open_log(id: &str, env: &Env) -> Result<Arc<LogInput>, RunError> {
+fn open_log(id: &str, type_name: &str, env: &Env) -> Result<Arc<LogInput>, RunError> {
     let dir = env.data_dir.join("transforms").join(id);
     let cfg = ChannelConfig::default();
-    let ch = Channel::open_with(id, &cfg, &dir, &env.registry, PayloadForm::Events).map_err(
-        |source| RunError::Channel {
-            component: format!("transform {id}"),
-            source,
-        },
-    )?;
+    let scoped = env.registry.component(id, type_name);
+    let ch =
+        Channel::open_with(id, &cfg, &dir, &scoped, PayloadForm::Events).map_err(|source| {
+            RunError::Channel {
+                component: format!("transform {id}"),
+                source,
+            }
+        })?;
     Ok(Arc::new(LogInput::new(
         ch,
         env.clock.clone(),

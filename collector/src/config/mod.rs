@@ -56,9 +56,69 @@ pub struct CollectorConfig {
     /// Largest request body accepted (one batch).
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: ByteSize,
+    /// Largest records section of one batch once decompressed; a batch that
+    /// expands past it is refused, checked while decompressing (a few KiB of
+    /// zstd, lz4, gzip or snappy can claim gigabytes).
+    #[serde(default = "default_max_batch_decompressed_bytes")]
+    pub max_batch_decompressed_bytes: ByteSize,
+    /// Record timestamps accepted at ingest; a batch with a record outside is refused.
+    #[serde(default)]
+    pub record_timestamps: TimestampRange,
     /// Bounds on connections, time, memory and the log's size.
     #[serde(default)]
     pub limits: Limits,
+    /// The Kafka wire-protocol listener (off unless `kafka.listen` is set).
+    #[serde(default)]
+    pub kafka: crate::kafka::KafkaConfig,
+    /// How often the collector checks that `data_dir` takes a write and an
+    /// fsync; `/ready` answers 503 from a failed check until one succeeds.
+    #[serde(default = "default_storage_probe_interval", with = "duration")]
+    pub storage_probe_interval: Duration,
+}
+
+/// An accepted range of record timestamps, as RFC 3339 times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampRange {
+    /// Earliest accepted (default 1970-01-01T00:00:00Z: devices without a
+    /// clock report 1970, and their data is kept).
+    #[serde(default = "default_min_ts")]
+    pub min: Rfc3339,
+    /// Latest accepted (default 9999-12-31T23:59:59.999Z).
+    #[serde(default = "default_max_ts")]
+    pub max: Rfc3339,
+}
+
+impl Default for TimestampRange {
+    fn default() -> Self {
+        TimestampRange {
+            min: default_min_ts(),
+            max: default_max_ts(),
+        }
+    }
+}
+
+/// A time given as RFC 3339 text, held as milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&weir_core::event::format_rfc3339_millis(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        weir_core::event::parse_rfc3339_millis(&s)
+            .map(Rfc3339)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not an RFC 3339 time such as 2000-01-01T00:00:00Z"
+                ))
+            })
+    }
 }
 
 /// TLS on the listener.
@@ -167,8 +227,20 @@ fn default_segment_bytes() -> ByteSize {
 fn default_fsync_interval() -> Duration {
     Duration::from_millis(50)
 }
+fn default_storage_probe_interval() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_max_request_bytes() -> ByteSize {
     ByteSize(16 << 20)
+}
+fn default_min_ts() -> Rfc3339 {
+    Rfc3339(0)
+}
+fn default_max_ts() -> Rfc3339 {
+    Rfc3339(weir_core::decode::YEAR_9999_MS)
+}
+fn default_max_batch_decompressed_bytes() -> ByteSize {
+    ByteSize(64 << 20)
 }
 fn default_max_connections() -> usize {
     1024
@@ -237,6 +309,18 @@ impl CollectorConfig {
             retention: self.retention.max_age,
             fsync: self.fsync,
             fsync_interval: self.fsync_interval,
+            batch_limits: self.batch_limits(),
+            metrics: Default::default(),
+        }
+    }
+
+    /// The bounds every batch is validated against at ingest.
+    pub fn batch_limits(&self) -> weir_core::decode::Limits {
+        weir_core::decode::Limits {
+            max_decompressed_bytes: usize::try_from(self.max_batch_decompressed_bytes.bytes())
+                .unwrap_or(usize::MAX),
+            min_timestamp: self.record_timestamps.min.0,
+            max_timestamp: self.record_timestamps.max.0,
         }
     }
 
@@ -249,6 +333,10 @@ impl CollectorConfig {
             durable_timeout: Duration::from_secs(30),
             max_wait: self.limits.max_wait,
             max_fetch_bytes: self.limits.max_fetch_bytes.bytes() as usize,
+            membership: crate::service::MembershipLimits {
+                initial_delay: self.kafka.group_initial_delay,
+                ..Default::default()
+            },
         }
     }
 
@@ -266,7 +354,12 @@ impl CollectorConfig {
     /// Why this config may not listen where it says, if it may not: beyond
     /// loopback a collector needs TLS and principals, or `insecure: true`.
     pub fn exposure_problem(&self) -> Option<String> {
-        if self.insecure || self.listen.ip().is_loopback() {
+        let beyond = [Some(self.listen), self.kafka.listen]
+            .into_iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback());
+        let addr = beyond?;
+        if self.insecure {
             return None;
         }
         let mut missing = Vec::new();
@@ -281,7 +374,7 @@ impl CollectorConfig {
         }
         Some(format!(
             "refusing to listen on {} beyond loopback: {}. Configure `tls` and `principals` (docs/operations.md), or pass --insecure (`insecure: true`) to accept the risk",
-            self.listen,
+            addr,
             missing.join("; and ")
         ))
     }
@@ -305,6 +398,24 @@ mod tests {
         assert_eq!(back.segment_bytes, c.segment_bytes);
         assert_eq!(back.fsync, FsyncPolicy::Interval);
         assert_eq!(back.limits.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn batch_bounds_are_configurable_and_bad_times_are_explained() {
+        let c: CollectorConfig = serde_yaml::from_str(
+            "max_batch_decompressed_bytes: 8MiB\nrecord_timestamps: { min: 2000-01-01T00:00:00Z }\n",
+        )
+        .unwrap();
+        let l = c.store().batch_limits;
+        assert_eq!(l.max_decompressed_bytes, 8 << 20);
+        assert_eq!(l.min_timestamp, 946_684_800_000);
+        assert_eq!(l.max_timestamp, weir_core::decode::YEAR_9999_MS);
+        let back: CollectorConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.record_timestamps.min, c.record_timestamps.min);
+        let err = serde_yaml::from_str::<CollectorConfig>("record_timestamps: { max: soon }")
+            .unwrap_err();
+        assert!(err.to_string().contains("not an RFC 3339 time"), "{err}");
     }
 
     #[test]
@@ -336,6 +447,13 @@ mod tests {
             None,
             "loopback stays open for the demo"
         );
+        c.kafka.listen = Some("0.0.0.0:9092".parse().unwrap());
+        let why = c.exposure_problem().unwrap();
+        assert!(
+            why.contains("0.0.0.0:9092"),
+            "the Kafka listener counts too: {why}"
+        );
+        c.kafka.listen = None;
         c.listen = "[::]:7400".parse().unwrap();
         c.principals.push(PrincipalConfig::default());
         let why = c.exposure_problem().unwrap();

@@ -213,6 +213,13 @@ fn check_values(c: &mut Checker, cfg: &CollectorConfig) {
     const GIB: u64 = 1 << 30;
     let l = &cfg.limits;
     duration_in(c, "fsync_interval", cfg.fsync_interval, MS, 10 * S);
+    duration_in(
+        c,
+        "storage_probe_interval",
+        cfg.storage_probe_interval,
+        10 * MS,
+        3600 * S,
+    );
     duration_in(c, "limits.busy_wait", l.busy_wait, MS, 60 * S);
     duration_in(
         c,
@@ -281,6 +288,17 @@ fn check_values(c: &mut Checker, cfg: &CollectorConfig) {
         MIB,
         64 * GIB,
     );
+    bytes_in(
+        c,
+        "max_batch_decompressed_bytes",
+        cfg.max_batch_decompressed_bytes.bytes(),
+        cfg.max_request_bytes.bytes().max(KIB),
+        4 * GIB,
+    );
+    let ts = &cfg.record_timestamps;
+    if ts.min.0 >= ts.max.0 {
+        c.add("record_timestamps", "`min` must be earlier than `max`");
+    }
     let largest = cfg.max_request_bytes.bytes().max(l.max_fetch_bytes.bytes());
     if l.memory_budget.bytes() < 2 * largest {
         c.add(
@@ -452,6 +470,24 @@ mod tests {
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn batch_bounds_are_checked_with_the_rest() {
+        let err = check("max_batch_decompressed_bytes: 1KiB\nrecord_timestamps:\n  min: 2030-01-01T00:00:00Z\n  max: 2020-01-01T00:00:00Z\nlimits: { idle_timeout: 0s }\n").unwrap_err();
+        for want in [
+            "c.yaml:1:1: max_batch_decompressed_bytes: 1KiB is out of range: must be between 16MiB and 4GiB",
+            "c.yaml:2:1: record_timestamps: `min` must be earlier than `max`",
+            "limits.idle_timeout: 0s is out of range",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let err = check("record_timestamps: { max: soon }\n").unwrap_err();
+        assert!(
+            err.contains("record_timestamps.max: \"soon\" is not an RFC 3339 time"),
+            "{err}"
+        );
+        assert!(check("max_batch_decompressed_bytes: 128MiB\nrecord_timestamps: { min: 2000-01-01T00:00:00Z }\n").is_ok());
     }
 
     #[test]

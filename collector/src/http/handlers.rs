@@ -264,8 +264,13 @@ pub async fn fetch(
             };
             let got = s.service.fetch(&who, req).await.map_err(|e| refusal(&e))?;
             let (body, next, content_type) = if as_json {
-                let (text, next) =
-                    super::records::render(&topic, partition, q.offset, &got.batches, max_bytes);
+                let f = super::records::Fetched {
+                    from: q.offset,
+                    batches: &got.batches,
+                    next: got.next_offset,
+                    lost: &got.lost,
+                };
+                let (text, next) = super::records::render(&topic, partition, &f, max_bytes);
                 (Bytes::from(text), next, "application/json")
             } else {
                 (
@@ -289,6 +294,12 @@ pub async fn fetch(
             h.insert(HEADER_NEXT_OFFSET, HeaderValue::from(next));
             h.insert(HEADER_END_OFFSET, HeaderValue::from(got.end_offset));
             h.insert(HEADER_START_OFFSET, HeaderValue::from(got.start_offset));
+            let lost: Vec<(i64, i64)> = got.lost.iter().copied().filter(|r| r.0 < next).collect();
+            if !lost.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&format_lost(&lost)) {
+                    h.insert(HEADER_LOST_OFFSETS, v);
+                }
+            }
             Ok(r)
         }
         .await,
@@ -378,4 +389,31 @@ pub async fn metrics(State(s): State<Arc<AppState>>, Caller(_who): Caller) -> Re
         s.metrics.render(),
     )
         .into_response()
+}
+
+/// `200 ready` while storage takes writes; `503` with the reason otherwise.
+pub async fn ready(State(s): State<Arc<AppState>>) -> Response {
+    match s.service.observed().not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Times every request and counts it by route pattern and status.
+pub async fn observe(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = crate::metrics::route_of(req.uri().path());
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    let o = s.service.observed();
+    o.request_latency(route).observe_since(start);
+    o.answered(route, res.status().as_u16());
+    res
 }

@@ -5,12 +5,15 @@
 //! {"topic": "t", "partition": 0, "next_offset": 12,
 //!  "records": [{"offset": 10, "timestamp": "2024-05-01T12:00:00.000Z", "key": null,
 //!               "headers": {"weir.source": "app"}, "value": "{\"message\":\"hi\"}"}],
-//!  "undecodable": [{"base_offset": 11, "last_offset": 11, "error": "..."}]}
+//!  "undecodable": [{"base_offset": 11, "last_offset": 11, "error": "..."}],
+//!  "lost": [{"first_offset": 7, "last_offset": 9}]}
 //! ```
 //! A field that is not UTF-8 is given as `<name>_base64` instead (`value_base64`,
 //! `key_base64`; a header as `{"base64": "..."}`). A batch that cannot be
 //! decoded is listed under `undecodable` with its offsets; the records around
-//! it are still answered.
+//! it are still answered. Records the collector lost to on-disk damage are
+//! listed under `lost` as inclusive offset ranges (the `x-weir-lost-offsets`
+//! header of a binary fetch).
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -35,25 +38,37 @@ fn text_or_base64(obj: &mut Map<String, Value>, name: &str, b: Option<&[u8]>) {
     }
 }
 
-/// Renders the records of `batches` at or after `from`, stopping after the
-/// batch that takes the text past `max_bytes`. Returns the JSON text and the
-/// offset to fetch next.
-pub fn render(
-    topic: &str,
-    partition: u32,
-    from: i64,
-    batches: &[u8],
-    max_bytes: usize,
-) -> (Vec<u8>, i64) {
+/// What a fetch read, to be rendered.
+pub struct Fetched<'a> {
+    /// The first offset asked for.
+    pub from: i64,
+    /// Whole batches.
+    pub batches: &'a [u8],
+    /// The offset after everything read (past trailing lost ranges too).
+    pub next: i64,
+    /// Inclusive offset ranges lost to damage, in order.
+    pub lost: &'a [(i64, i64)],
+}
+
+/// Renders the records of `f.batches` at or after `f.from`, stopping after
+/// the batch that takes the text past `max_bytes`. Returns the JSON text and
+/// the offset to fetch next; lost ranges below it are listed.
+pub fn render(topic: &str, partition: u32, f: &Fetched, max_bytes: usize) -> (Vec<u8>, i64) {
+    let from = f.from;
     let mut records = Vec::new();
     let mut undecodable = Vec::new();
     let mut next = from;
     let mut size = 0usize;
-    for b in batch::split(batches) {
+    let mut whole = true;
+    for b in batch::split(f.batches) {
         if size > max_bytes {
+            whole = false;
             break;
         }
-        let Ok(h) = BatchHeader::parse(b) else { break };
+        let Ok(h) = BatchHeader::parse(b) else {
+            whole = false;
+            break;
+        };
         next = h.last_offset() + 1;
         match decode_batches(b) {
             Err(e) => {
@@ -88,12 +103,22 @@ pub fn render(
             }
         }
     }
+    if whole {
+        next = next.max(f.next);
+    }
+    let lost: Vec<Value> = f
+        .lost
+        .iter()
+        .filter(|(first, _)| *first < next)
+        .map(|(first, last)| json!({"first_offset": first, "last_offset": last}))
+        .collect();
     let doc = json!({
         "topic": topic,
         "partition": partition,
         "next_offset": next,
         "records": records,
         "undecodable": undecodable,
+        "lost": lost,
     });
     (serde_json::to_vec(&doc).unwrap_or_default(), next)
 }
@@ -128,7 +153,13 @@ mod tests {
             .to_vec();
         batch::set_base_offset(&mut c, 2);
         let all = [a, broken, c].concat();
-        let (text, next) = render("t", 0, 0, &all, 1 << 20);
+        let f = Fetched {
+            from: 0,
+            batches: &all,
+            next: 3,
+            lost: &[],
+        };
+        let (text, next) = render("t", 0, &f, 1 << 20);
         assert_eq!(next, 3);
         let v: Value = serde_json::from_slice(&text).unwrap();
         let recs = v["records"].as_array().unwrap();
@@ -137,5 +168,45 @@ mod tests {
         assert_eq!(recs[0]["key_base64"], "//4=");
         assert_eq!(recs[1]["offset"], 2);
         assert_eq!(v["undecodable"][0]["base_offset"], 1);
+    }
+
+    #[test]
+    fn lost_ranges_are_listed_and_a_trailing_one_moves_the_next_offset_past_it() {
+        let stamp = ProducerStamp {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        };
+        let e = Event::from_message("kept".to_owned(), Metadata::default());
+        let mut a = encode_batch([&e], stamp, Compression::None)
+            .unwrap()
+            .to_vec();
+        batch::set_base_offset(&mut a, 3);
+        // Offsets 0..=2 and 4..=9 were lost; the read ended at 10.
+        let lost = [(0, 2), (4, 9)];
+        let f = Fetched {
+            from: 0,
+            batches: &a,
+            next: 10,
+            lost: &lost,
+        };
+        let (text, next) = render("t", 0, &f, 1 << 20);
+        assert_eq!(next, 10);
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["next_offset"], 10);
+        assert_eq!(v["records"][0]["offset"], 3);
+        assert_eq!(v["lost"][0], json!({"first_offset": 0, "last_offset": 2}));
+        assert_eq!(v["lost"][1], json!({"first_offset": 4, "last_offset": 9}));
+        // Only lost ranges: nothing to render, and the consumer moves past them.
+        let f = Fetched {
+            from: 4,
+            batches: &[],
+            next: 10,
+            lost: &lost[1..],
+        };
+        let (text, next) = render("t", 0, &f, 1 << 20);
+        assert_eq!(next, 10);
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["lost"].as_array().unwrap().len(), 1);
     }
 }

@@ -30,6 +30,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::accept::{admit, AcceptErrors};
+
 use super::conn::{Activity, ConnIo, ConnTimeouts, EndOfResponse};
 use super::ConnInfo;
 use crate::auth::Authenticator;
@@ -37,7 +39,8 @@ use crate::auth::Authenticator;
 /// How the server bounds its connections.
 #[derive(Clone)]
 pub struct ServerOptions {
-    pub max_connections: usize,
+    /// Connection slots (`limits.max_connections`), shared with the Kafka listener.
+    pub slots: Arc<Semaphore>,
     pub timeouts: ConnTimeouts,
     pub shutdown_timeout: Duration,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -53,33 +56,16 @@ pub async fn run(
     draining: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let slots = opts.slots.clone();
     let mut conns = JoinSet::new();
     let drain_rx = draining.subscribe();
     tokio::pin!(shutdown);
-    let mut accept_errors = 0u64;
-    loop {
-        // At the connection bound, further clients wait in the kernel's
-        // accept queue rather than each costing a task and buffers.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // Out of file descriptors, mostly: back off instead of spinning.
-                    accept_errors += 1;
-                    if accept_errors.is_power_of_two() {
-                        warn!(error = %e, count = accept_errors, "Accepting a connection failed; backing off.");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
+    let mut accept_errors = AcceptErrors::default();
+    // At the connection bound, further clients wait in the kernel's accept
+    // queue rather than each costing a task and buffers.
+    while let Some((permit, stream, peer)) =
+        admit(&listener, &slots, &mut shutdown, &mut accept_errors, "http").await
+    {
         while conns.try_join_next().is_some() {}
         conns.spawn(connection(
             stream,

@@ -227,7 +227,7 @@ async fn socket_server(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (drain, _) = tokio::sync::watch::channel(false);
     let opts = server::ServerOptions {
-        max_connections: 16,
+        slots: std::sync::Arc::new(tokio::sync::Semaphore::new(16)),
         timeouts: conn::ConnTimeouts {
             header: Duration::from_millis(300),
             idle: Duration::from_millis(600),

@@ -34,9 +34,7 @@ impl Service {
         }
         let groups = Arc::clone(&self.groups);
         let (group, topic) = (group.to_owned(), topic.to_owned());
-        blocking(move || groups.commit(&group, &topic, &offsets))
-            .await?
-            .map_err(|e| ServiceError::Storage(e.to_string()))
+        Ok(blocking(move || groups.commit(&group, &topic, &offsets)).await??)
     }
 
     /// A group's committed offsets in a topic.
@@ -49,6 +47,22 @@ impl Service {
         Self::check_group(who, group, topic)?;
         let groups = Arc::clone(&self.groups);
         let (group, topic) = (group.to_owned(), topic.to_owned());
-        blocking(move || groups.offsets(&group, &topic)).await
+        Ok(blocking(move || groups.offsets(&group, &topic)).await??)
+    }
+
+    /// Topics in which a group has committed offsets that `who` may read.
+    pub async fn group_topics(
+        &self,
+        who: &Principal,
+        group: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        Self::authorize(who, Operation::Group, group)?;
+        let groups = Arc::clone(&self.groups);
+        let g = group.to_owned();
+        let topics = blocking(move || groups.topics(&g)).await?;
+        Ok(topics
+            .into_iter()
+            .filter(|t| who.may(Operation::Consume, t))
+            .collect())
     }
 }

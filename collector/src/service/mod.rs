@@ -13,6 +13,7 @@
 //! front-end simply awaits them.
 
 mod groups;
+pub mod membership;
 mod produce;
 pub mod producers;
 mod read;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use weir_core::batch::BatchError;
+use weir_core::decode::InvalidBatch;
 use weir_core::metrics::{Counter, Registry as Metrics};
 use weir_core::protocol::ErrorKind;
 
@@ -30,6 +32,7 @@ use crate::auth::{Operation, Principal};
 use crate::groups::Groups;
 use crate::log::Store;
 
+pub use membership::{GroupError, MembershipLimits};
 pub use produce::{Acks, BatchAck, PartitionBatch, ProduceRequest, ProduceResult};
 pub use read::{FetchRequest, FetchResponse, OffsetSpec};
 
@@ -48,6 +51,8 @@ pub struct ServiceLimits {
     pub max_wait: Duration,
     /// Largest fetch answer asked for.
     pub max_fetch_bytes: usize,
+    /// Bounds of consumer-group membership (the Kafka group protocol).
+    pub membership: MembershipLimits,
 }
 
 impl Default for ServiceLimits {
@@ -59,6 +64,7 @@ impl Default for ServiceLimits {
             durable_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(30),
             max_fetch_bytes: 16 << 20,
+            membership: MembershipLimits::default(),
         }
     }
 }
@@ -80,8 +86,10 @@ pub enum ServiceError {
     UnknownPartition { topic: String, partition: u32 },
     #[error("{0}")]
     LimitExceeded(String),
-    #[error(transparent)]
-    CorruptBatch(#[from] BatchError),
+    /// The batch is refused as it is: header, CRC, records, compression,
+    /// size or timestamps (the reason says which).
+    #[error("invalid batch: {0}")]
+    CorruptBatch(#[from] InvalidBatch),
     #[error("out of order sequence from producer {producer_id}: got {got}, expected {expected}")]
     OutOfOrder {
         producer_id: i64,
@@ -118,6 +126,10 @@ pub enum ServiceError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("storage error: {0}")]
     Storage(String),
+    /// Stored data the request needs is damaged (a topic's metadata, a
+    /// group's offsets): refused, never reset, until an operator restores it.
+    #[error("{0}")]
+    Damaged(String),
     #[error("the collector is shutting down")]
     ShuttingDown,
 }
@@ -140,7 +152,7 @@ impl ServiceError {
             EpochExhausted { .. } => ErrorKind::EpochExhausted,
             Conflict { .. } => ErrorKind::ConflictingBatch,
             OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
-            Storage(_) => ErrorKind::StorageError,
+            Storage(_) | Damaged(_) => ErrorKind::StorageError,
             ShuttingDown => ErrorKind::Unavailable,
         }
     }
@@ -150,6 +162,35 @@ impl ServiceError {
         match self {
             ServiceError::OutOfOrder { expected, .. } => Some(*expected),
             _ => None,
+        }
+    }
+}
+
+impl From<BatchError> for ServiceError {
+    fn from(e: BatchError) -> Self {
+        ServiceError::CorruptBatch(InvalidBatch::Batch(e))
+    }
+}
+
+impl From<crate::groups::GroupError> for ServiceError {
+    fn from(e: crate::groups::GroupError) -> Self {
+        use crate::groups::GroupError as E;
+        match e {
+            E::Damaged { .. } => ServiceError::Damaged(e.to_string()),
+            E::Io(e) => ServiceError::Storage(format!("consumer group storage: {e}")),
+        }
+    }
+}
+
+impl From<crate::log::StoreError> for ServiceError {
+    fn from(e: crate::log::StoreError) -> Self {
+        use crate::log::StoreError as E;
+        match e {
+            E::Damaged { .. } => ServiceError::Damaged(e.to_string()),
+            E::InvalidName(_) | E::InvalidPartitions(_) => {
+                ServiceError::InvalidRequest(e.to_string())
+            }
+            e => ServiceError::Storage(e.to_string()),
         }
     }
 }
@@ -196,7 +237,6 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
-    rejected: Counter,
 }
 
 impl Counters {
@@ -214,10 +254,6 @@ impl Counters {
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
             ),
-            rejected: c(
-                "weir_collector_rejected_batches_total",
-                "Batches refused (corrupt, out of order, fenced, unauthorised, conflict, storage).",
-            ),
         }
     }
 }
@@ -227,12 +263,15 @@ pub struct Service {
     store: Arc<Store>,
     groups: Arc<Groups>,
     producers: producers::Registry,
+    membership: membership::Membership,
     limits: ServiceLimits,
     /// Serialises topic creation: the count against `max_topics` and the
     /// directory and metadata writes of two first writes to the same new
     /// topic cannot interleave.
     create_lock: Mutex<()>,
     counters: Counters,
+    /// Labelled metrics and the storage probe (`crate::metrics`).
+    observed: Arc<crate::metrics::Observed>,
     /// Set when the collector starts shutting down: long-polls end at once.
     draining: watch::Receiver<bool>,
 }
@@ -247,10 +286,14 @@ impl Service {
         draining: watch::Receiver<bool>,
     ) -> std::io::Result<Arc<Service>> {
         let producers = producers::Registry::open(&store.config().data_dir)?;
+        let observed =
+            crate::metrics::Observed::register(metrics, &store, &store.config().data_dir);
         Ok(Arc::new(Service {
+            observed,
             store,
             groups,
             producers,
+            membership: membership::Membership::new(limits.membership.clone()),
             limits,
             create_lock: Mutex::new(()),
             counters: Counters::new(metrics),
@@ -261,6 +304,16 @@ impl Service {
     /// The limits in force.
     pub fn limits(&self) -> &ServiceLimits {
         &self.limits
+    }
+
+    /// Whether the collector is shutting down (long waits end).
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Labelled metrics, request latencies and storage readiness.
+    pub fn observed(&self) -> &Arc<crate::metrics::Observed> {
+        &self.observed
     }
 
     /// The store (for shutdown sync and retention).

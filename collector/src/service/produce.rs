@@ -74,11 +74,21 @@ impl Service {
         who: &Principal,
         req: ProduceRequest,
     ) -> Result<Vec<ProduceResult>, ServiceError> {
-        Self::authorize(who, Operation::Produce, &req.topic)?;
-        let topic = self.topic_for_write(who, &req.topic).await?;
+        let topic = match self.writable_topic(who, &req.topic).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Every batch of a refused request is refused with it.
+                for _ in &req.partitions {
+                    self.observed.rejected(e.kind());
+                }
+                warn!(principal = who.name(), topic = %req.topic, error = %e, "Refused a produce request.");
+                return Err(e);
+            }
+        };
         let mut out = Vec::with_capacity(req.partitions.len());
         for pb in req.partitions {
             let partition = pb.partition;
+            let header = weir_core::batch::BatchHeader::parse(&pb.batch).ok();
             let result = match topic.partitions.get(partition as usize) {
                 None => Err(ServiceError::UnknownPartition {
                     topic: req.topic.clone(),
@@ -86,8 +96,11 @@ impl Service {
                 }),
                 Some(p) => self.produce_one(who, p.clone(), pb.batch, req.acks).await,
             };
+            if let (Ok(_), Some(h)) = (&result, &header) {
+                self.observed.produced(&req.topic, partition, h);
+            }
             if let Err(e) = &result {
-                self.counters.rejected.inc();
+                self.observed.rejected(e.kind());
                 if matches!(e, ServiceError::Conflict { .. }) {
                     self.counters.conflicts.inc();
                     error!(principal = who.name(), topic = %req.topic, partition, error = %e, "Refused a batch that conflicts with one already in the log.");
@@ -98,6 +111,16 @@ impl Service {
             out.push(ProduceResult { partition, result });
         }
         Ok(out)
+    }
+
+    /// The topic a produce request writes to, if `who` may write (and create) it.
+    async fn writable_topic(
+        self: &Arc<Self>,
+        who: &Principal,
+        topic: &str,
+    ) -> Result<Arc<crate::log::Topic>, ServiceError> {
+        Self::authorize(who, Operation::Produce, topic)?;
+        self.topic_for_write(who, topic).await
     }
 
     async fn produce_one(
@@ -143,7 +166,7 @@ impl Service {
             let stored = stored.map_err(|e| {
                 ServiceError::Storage(format!("reading the stored batch to compare: {e}"))
             })?;
-            compare_stored(&sent, sent_crc, &appended, &stored.0)?;
+            compare_stored(&sent, sent_crc, &appended, &stored.bytes)?;
             self.counters.duplicates.inc();
         } else {
             self.counters.batches.inc();
@@ -233,5 +256,65 @@ fn from_append(e: AppendError) -> ServiceError {
             current,
         },
         AppendError::Storage(s) => ServiceError::Storage(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use weir_core::batch::BatchError;
+    use weir_core::decode::InvalidBatch;
+
+    use super::*;
+    use crate::http::status_of;
+
+    #[test]
+    fn every_append_error_maps_to_a_status_and_keeps_its_reason() {
+        let cases = [
+            (
+                AppendError::Corrupt(InvalidBatch::Batch(BatchError::Crc {
+                    stored: 1,
+                    computed: 2,
+                })),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                AppendError::Corrupt(InvalidBatch::TooLarge { limit: 1 << 20 }),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                AppendError::OutOfOrder {
+                    producer_id: 7,
+                    got: 9,
+                    expected: 4,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                AppendError::UnknownProducer {
+                    producer_id: 7,
+                    got: 3,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                AppendError::Fenced {
+                    producer_id: 7,
+                    epoch: 1,
+                    current: 2,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                AppendError::Storage("No space left on device (os error 28)".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (e, status) in cases {
+            let reason = e.to_string();
+            let s = from_append(e);
+            assert_eq!(status_of(s.kind()), status, "{reason}");
+            assert!(s.to_string().contains(&reason), "{s} lost {reason}");
+        }
     }
 }

@@ -160,7 +160,7 @@ impl Registry {
             }
         };
         let bytes = serde_json::to_vec(&next).map_err(|e| IdentityError::Storage(e.to_string()))?;
-        crate::log::store::write_atomic(&self.path, &bytes)
+        crate::log::durable::write_atomic(&self.path, &bytes)
             .map_err(|e| IdentityError::Storage(e.to_string()))?;
         *st = next;
         Ok(answer)

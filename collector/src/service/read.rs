@@ -27,6 +27,10 @@ pub struct FetchResponse {
     pub batches: Vec<u8>,
     /// The offset to fetch next.
     pub next_offset: i64,
+    /// Inclusive offset ranges below `next_offset` whose records were lost
+    /// to on-disk damage, in order; `batches` holds every intact record
+    /// around them.
+    pub lost: Vec<(i64, i64)>,
     /// The partition's first retained offset.
     pub start_offset: i64,
     /// One past the last durable offset (Kafka's high watermark).
@@ -50,10 +54,7 @@ impl Service {
         partition: u32,
     ) -> Result<Arc<Partition>, ServiceError> {
         Self::authorize(who, Operation::Consume, topic)?;
-        let t = self
-            .store
-            .topic(topic)
-            .ok_or_else(|| ServiceError::UnknownTopic(topic.to_owned()))?;
+        let t = self.existing_topic(topic)?;
         t.partitions
             .get(partition as usize)
             .cloned()
@@ -77,7 +78,7 @@ impl Service {
         let max_bytes = req.max_bytes.clamp(1, self.limits.max_fetch_bytes);
         let part = p.clone();
         let offset = req.offset;
-        let (batches, next) = blocking(move || part.read(offset, max_bytes))
+        let fetched = blocking(move || part.read(offset, max_bytes))
             .await?
             .map_err(|e| match e {
                 ReadError::OutOfRange { offset, start, end } => {
@@ -87,8 +88,9 @@ impl Service {
             })?;
         let (start_offset, end_offset) = p.bounds();
         Ok(FetchResponse {
-            batches,
-            next_offset: next,
+            batches: fetched.bytes,
+            next_offset: fetched.next,
+            lost: fetched.lost,
             start_offset,
             end_offset,
         })

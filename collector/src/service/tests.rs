@@ -16,11 +16,16 @@ pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub service: Arc<Service>,
     pub drain: watch::Sender<bool>,
+    pub metrics: Metrics,
     _stop: watch::Sender<bool>,
 }
 
 pub(crate) fn fixture(limits: ServiceLimits) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    fixture_in(tempfile::tempdir().unwrap(), limits)
+}
+
+/// A service over the store in `dir` (which may hold data already).
+fn fixture_in(dir: tempfile::TempDir, limits: ServiceLimits) -> Fixture {
     let (stop, stop_rx) = watch::channel(false);
     let store = Store::open(
         StoreConfig {
@@ -31,17 +36,21 @@ pub(crate) fn fixture(limits: ServiceLimits) -> Fixture {
             retention: None,
             fsync: FsyncPolicy::Batch,
             fsync_interval: Duration::from_millis(10),
+            batch_limits: Default::default(),
+            metrics: Default::default(),
         },
         stop_rx,
     )
     .unwrap();
     let groups = Arc::new(Groups::new(dir.path()));
     let (drain, drain_rx) = watch::channel(false);
-    let service = Service::new(store, groups, limits, &Metrics::new(), drain_rx).unwrap();
+    let metrics = Metrics::new();
+    let service = Service::new(store, groups, limits, &metrics, drain_rx).unwrap();
     Fixture {
         dir,
         service,
         drain,
+        metrics,
         _stop: stop,
     }
 }
@@ -369,4 +378,109 @@ async fn a_long_poll_wakes_on_new_data_and_ends_when_the_collector_drains() {
         .unwrap()
         .unwrap();
     assert!(got.batches.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_whose_records_are_invalid_is_refused_as_corrupt_with_its_reason() {
+    let f = fixture(ServiceLimits::default());
+    let who = agent("a", "*");
+    // The header says 4 records; the batch holds 3 (CRC fixed up).
+    let mut b = batch(-1, -1, -1, &["a", "b", "c"]);
+    b[57..61].copy_from_slice(&4i32.to_be_bytes());
+    b[23..27].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let e = produce(&f.service, &who, "t", b).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptBatch);
+    assert!(e.to_string().contains("invalid batch: record 3"), "{e}");
+    // Nothing was appended.
+    let t = f.service.describe_topic(&who, "t").await.unwrap();
+    assert_eq!(t.partitions[0].end_offset, 0);
+}
+
+#[tokio::test]
+async fn damaged_group_offsets_are_refused_through_the_service_and_never_reset() {
+    let f = fixture(ServiceLimits::default());
+    let who = Principal::anonymous();
+    let o = |offset| weir_core::protocol::GroupOffset {
+        partition: 0,
+        offset,
+    };
+    f.service
+        .commit_offsets(&who, "g", "t", vec![o(5)])
+        .await
+        .unwrap();
+    let file = f.dir.path().join("groups/g/t.json");
+    std::fs::write(&file, b"{\"0\":").unwrap();
+    let e = f.service.group_offsets(&who, "g", "t").await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(e.kind(), ErrorKind::StorageError);
+    assert!(e.to_string().contains("damaged"), "{e}");
+    let e = f
+        .service
+        .commit_offsets(&who, "g", "t", vec![o(9)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"{\"0\":", "left as found");
+}
+
+#[tokio::test]
+async fn a_topic_with_damaged_metadata_is_refused_as_damaged_not_unknown_or_recreated() {
+    let f = fixture(ServiceLimits::default());
+    let who = Principal::anonymous();
+    produce(&f.service, &who, "t", batch(-1, -1, -1, &["kept"]))
+        .await
+        .unwrap();
+    let Fixture { dir, service, .. } = f;
+    drop(service);
+    let meta = dir.path().join("topics/t/topic.json");
+    std::fs::write(&meta, b"{\"partit").unwrap();
+    let f = fixture_in(dir, ServiceLimits::default());
+    let req = FetchRequest {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait: Duration::ZERO,
+    };
+    let e = f.service.fetch(&who, req).await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    let e = f.service.describe_topic(&who, "t").await.unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    let e = produce(&f.service, &who, "t", batch(-1, -1, -1, &["new"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Damaged(_)), "{e}");
+    assert_eq!(std::fs::read(&meta).unwrap(), b"{\"partit");
+}
+
+#[tokio::test]
+async fn every_refused_batch_is_counted_under_its_reason() {
+    let f = fixture(ServiceLimits::default());
+    let who = agent("a", "t*");
+    let mut corrupt = batch(-1, -1, -1, &["a"]);
+    corrupt[30] ^= 0xff;
+    let e = produce(&f.service, &who, "t", corrupt).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptBatch);
+    let id = f.service.init_producer(&who, None).await.unwrap();
+    let e = produce(
+        &f.service,
+        &who,
+        "t",
+        batch(id.producer_id, id.producer_epoch, 5, &["late"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownProducer);
+    // A request refused as a whole counts its batch too.
+    let e = produce(&f.service, &who, "other", batch(-1, -1, -1, &["x"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    let text = f.metrics.render();
+    for reason in ["corrupt_batch", "unknown_producer", "unauthorized"] {
+        let line = format!("weir_collector_rejected_batches_total{{reason=\"{reason}\"}} 1");
+        assert!(text.contains(&line), "missing {line} in:\n{text}");
+    }
 }

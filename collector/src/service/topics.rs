@@ -26,6 +26,17 @@ impl Service {
         self.create(name, None).await
     }
 
+    /// A topic that exists; one refused for damaged metadata says so.
+    pub(super) fn existing_topic(&self, name: &str) -> Result<Arc<Topic>, ServiceError> {
+        if let Some(t) = self.store.topic(name) {
+            return Ok(t);
+        }
+        Err(match self.store.refused(name) {
+            Some(e) => e.into(),
+            None => ServiceError::UnknownTopic(name.to_owned()),
+        })
+    }
+
     /// Creates a topic (idempotent: an existing topic is answered as it is).
     pub async fn create_topic(
         self: &Arc<Self>,
@@ -74,10 +85,7 @@ impl Service {
                     "the collector holds {count} topics, its limit (limits.max_topics); topic {name} was not created"
                 )));
             }
-            let t = me
-                .store
-                .get_or_create(&name, Some(n))
-                .map_err(|e| ServiceError::Storage(e.to_string()))?;
+            let t = me.store.get_or_create(&name, Some(n))?;
             info!(topic = %name, partitions = n, "Topic created.");
             Ok(t)
         })
@@ -108,10 +116,7 @@ impl Service {
                 name: name.to_owned(),
             });
         }
-        let t = self
-            .store
-            .topic(name)
-            .ok_or_else(|| ServiceError::UnknownTopic(name.to_owned()))?;
+        let t = self.existing_topic(name)?;
         blocking(move || topic_info(&t)).await
     }
 

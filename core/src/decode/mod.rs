@@ -1,0 +1,431 @@
+//! Bounded, streaming decoding and validation of the records inside a
+//! RecordBatch v2 — written here rather than taken from the Kafka codec,
+//! which trusts counts and lengths from the wire (it reserves `record_count`
+//! records up front and decompresses a whole section into memory).
+//! Decompression of every Kafka codec (none, gzip, snappy, lz4, zstd) is in
+//! `codecs.rs`.
+//!
+//! Record layout inside the (decompressed) records section, as Kafka defines it:
+//!
+//! ```text
+//! length            varint   bytes of the record after this field
+//! attributes        int8     unused
+//! timestamp_delta   varlong  added to the batch's first_timestamp
+//! offset_delta      varint   = the record's index in the batch
+//! key_length        varint   -1 = null
+//! key               bytes
+//! value_length      varint   -1 = null
+//! value             bytes
+//! header_count      varint
+//!   header_key_len  varint   >= 0, UTF-8 key follows
+//!   header_val_len  varint   -1 = null
+//! ```
+//!
+//! Guarantees, for any input bytes: no panic, no allocation larger than
+//! [`Limits::max_decompressed_bytes`] (one record is the largest allocation;
+//! its length is checked against what is left of the budget before it is
+//! read; a snappy block's claimed length likewise), and decompression stops
+//! as soon as the budget is exceeded, so a small frame of any codec that
+//! claims gigabytes costs at most the budget.
+
+mod codecs;
+
+pub use codecs::ZSTD_WINDOW_LOG_MAX;
+
+use std::io::{self, BufRead, Read};
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::record::StoredRecord;
+
+/// Bounds a batch must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest records section after decompression.
+    pub max_decompressed_bytes: usize,
+    /// Earliest record timestamp accepted (ms since the epoch).
+    pub min_timestamp: i64,
+    /// Latest record timestamp accepted (ms since the epoch).
+    pub max_timestamp: i64,
+}
+
+/// 9999-12-31T23:59:59.999Z in milliseconds.
+pub const YEAR_9999_MS: i64 = 253_402_300_799_999;
+
+impl Limits {
+    /// Bounds for reading what a log holds: the default size bound, and any
+    /// timestamp (a consumer shows what is there; ingest decided what to accept).
+    pub fn reading() -> Limits {
+        Limits {
+            min_timestamp: i64::MIN,
+            max_timestamp: i64::MAX,
+            ..Limits::default()
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_decompressed_bytes: 64 << 20,
+            min_timestamp: 0,
+            max_timestamp: YEAR_9999_MS,
+        }
+    }
+}
+
+/// Why a batch's records are not valid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidBatch {
+    /// The header or CRC is wrong.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// Compression code Kafka does not define.
+    #[error(
+        "unsupported compression code {0} (supported: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)"
+    )]
+    Compression(i16),
+    /// Transactional or control batches are not produced by clients of this log.
+    #[error("transactional and control batches are not accepted")]
+    Transactional,
+    /// The records section decompresses to more than the limit.
+    #[error("records decompress to more than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The compressed stream is corrupt.
+    #[error("records section does not decompress: {0}")]
+    Decompress(String),
+    /// A record is malformed.
+    #[error("record {index}: {reason}")]
+    Record { index: i32, reason: &'static str },
+    /// A record timestamp is outside the accepted range.
+    #[error("record {index}: timestamp {timestamp} outside the accepted range [{min}, {max}]")]
+    Timestamp {
+        index: i32,
+        timestamp: i64,
+        min: i64,
+        max: i64,
+    },
+    /// The header's max_timestamp disagrees with the records.
+    #[error("header max_timestamp {header} differs from the records' largest timestamp {records}")]
+    MaxTimestamp { header: i64, records: i64 },
+    /// Bytes left after the last record the header counts.
+    #[error("{0} bytes follow the last record (the record count is wrong)")]
+    Trailing(usize),
+}
+
+/// Checks one batch completely: header, CRC, compression, every record,
+/// count, timestamps and sizes. Returns its header. Never panics.
+pub fn validate(buf: &[u8], limits: &Limits) -> Result<BatchHeader, InvalidBatch> {
+    let h = batch::verify(buf)?;
+    if h.max_timestamp < limits.min_timestamp || h.max_timestamp > limits.max_timestamp {
+        return Err(InvalidBatch::Timestamp {
+            index: -1,
+            timestamp: h.max_timestamp,
+            min: limits.min_timestamp,
+            max: limits.max_timestamp,
+        });
+    }
+    let mut records = Records::new(buf, limits)?;
+    let mut max_ts = i64::MIN;
+    while let Some(r) = records.next_meta()? {
+        max_ts = max_ts.max(r);
+    }
+    let log_append_time = h.attributes & 0x08 != 0;
+    if !log_append_time && max_ts != h.max_timestamp {
+        return Err(InvalidBatch::MaxTimestamp {
+            header: h.max_timestamp,
+            records: max_ts,
+        });
+    }
+    Ok(h)
+}
+
+/// Decodes every record of one batch (CRC already checked or not: it is
+/// checked here again), bounded as [`validate`].
+pub fn decode(buf: &[u8], limits: &Limits) -> Result<Vec<StoredRecord>, InvalidBatch> {
+    batch::verify(buf)?;
+    let mut records = Records::new(buf, limits)?;
+    let mut out = Vec::new();
+    while let Some(r) = records.next_record()? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// A streaming reader over the records of one batch.
+pub struct Records<'a> {
+    header: BatchHeader,
+    source: Box<dyn BufRead + 'a>,
+    limits: Limits,
+    /// Decompressed bytes consumed so far.
+    used: usize,
+    next_index: i32,
+    buf: Vec<u8>,
+    finished: bool,
+}
+
+impl<'a> Records<'a> {
+    /// Starts reading the records of the batch in `buf` (header must parse).
+    pub fn new(buf: &'a [u8], limits: &Limits) -> Result<Records<'a>, InvalidBatch> {
+        let header = BatchHeader::parse(buf)?;
+        let end = header.total_len().min(buf.len());
+        let body = buf.get(HEADER_LEN..end).unwrap_or_default();
+        if header.attributes & 0x30 != 0 {
+            return Err(InvalidBatch::Transactional);
+        }
+        let source = codecs::open(
+            header.attributes & 0x07,
+            body,
+            limits.max_decompressed_bytes,
+        )?;
+        Ok(Records {
+            header,
+            source,
+            limits: *limits,
+            used: 0,
+            next_index: 0,
+            buf: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// The batch header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The next record's timestamp (validating the record), or `None` after the last.
+    pub fn next_meta(&mut self) -> Result<Option<i64>, InvalidBatch> {
+        Ok(self.next_parsed(false)?.map(|r| r.timestamp))
+    }
+
+    /// The next record, or `None` after the last.
+    pub fn next_record(&mut self) -> Result<Option<StoredRecord>, InvalidBatch> {
+        self.next_parsed(true)
+    }
+
+    fn next_parsed(&mut self, keep: bool) -> Result<Option<StoredRecord>, InvalidBatch> {
+        if self.finished {
+            return Ok(None);
+        }
+        let index = self.next_index;
+        if index == self.header.record_count {
+            self.finished = true;
+            self.check_end()?;
+            return Ok(None);
+        }
+        let bad = |reason| InvalidBatch::Record { index, reason };
+        let (len, n) = read_varint_stream(&mut self.source)
+            .map_err(|e| self.stream_err(e, index))?
+            .ok_or(bad("bad record length"))?;
+        self.used += n;
+        let len = usize::try_from(len).map_err(|_| bad("negative record length"))?;
+        if len > self.limits.max_decompressed_bytes.saturating_sub(self.used) {
+            return Err(if self.header.attributes & 0x07 == 0 {
+                bad("record length exceeds the batch")
+            } else {
+                InvalidBatch::TooLarge {
+                    limit: self.limits.max_decompressed_bytes,
+                }
+            });
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        self.source
+            .read_exact(&mut self.buf)
+            .map_err(|e| self.stream_err(e, index))?;
+        self.used += len;
+        let rec = parse_record(&self.buf, index, &self.header, keep)?;
+        if rec.timestamp < self.limits.min_timestamp || rec.timestamp > self.limits.max_timestamp {
+            return Err(InvalidBatch::Timestamp {
+                index,
+                timestamp: rec.timestamp,
+                min: self.limits.min_timestamp,
+                max: self.limits.max_timestamp,
+            });
+        }
+        self.next_index += 1;
+        Ok(Some(rec))
+    }
+
+    fn stream_err(&self, e: io::Error, index: i32) -> InvalidBatch {
+        if self.used >= self.limits.max_decompressed_bytes || codecs::is_exceeds(&e) {
+            return InvalidBatch::TooLarge {
+                limit: self.limits.max_decompressed_bytes,
+            };
+        }
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => InvalidBatch::Record {
+                index,
+                reason: "records end before the count in the header",
+            },
+            _ => self.decompress_err(e),
+        }
+    }
+
+    fn decompress_err(&self, e: io::Error) -> InvalidBatch {
+        if codecs::is_exceeds(&e) {
+            return InvalidBatch::TooLarge {
+                limit: self.limits.max_decompressed_bytes,
+            };
+        }
+        let code = self.header.attributes & 0x07;
+        InvalidBatch::Decompress(format!("{}: {e}", codecs::name(code)))
+    }
+
+    /// After the last record the stream must be empty.
+    fn check_end(&mut self) -> Result<(), InvalidBatch> {
+        let mut trailing = 0usize;
+        loop {
+            let chunk = match self.source.fill_buf() {
+                Ok(c) => c.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.decompress_err(e)),
+            };
+            if chunk == 0 {
+                break;
+            }
+            trailing += chunk;
+            self.source.consume(chunk);
+            if self.used + trailing > self.limits.max_decompressed_bytes {
+                return Err(InvalidBatch::TooLarge {
+                    limit: self.limits.max_decompressed_bytes,
+                });
+            }
+        }
+        if trailing > 0 {
+            return Err(InvalidBatch::Trailing(trailing));
+        }
+        Ok(())
+    }
+}
+
+/// Parses one record body (after its length) at position `index` of the batch.
+fn parse_record(
+    b: &[u8],
+    index: i32,
+    h: &BatchHeader,
+    keep: bool,
+) -> Result<StoredRecord, InvalidBatch> {
+    let bad = |reason| InvalidBatch::Record { index, reason };
+    let mut c = Cursor { b, at: 0 };
+    c.take(1).ok_or(bad("truncated attributes"))?;
+    let ts_delta = c.varlong().ok_or(bad("bad timestamp delta"))?;
+    let timestamp = h
+        .first_timestamp
+        .checked_add(ts_delta)
+        .ok_or(bad("timestamp overflows"))?;
+    let offset_delta = c.varint().ok_or(bad("bad offset delta"))?;
+    if offset_delta != index {
+        return Err(bad(
+            "offset delta is not the record's position in the batch",
+        ));
+    }
+    let key = c.nullable_bytes().ok_or(bad("bad key length"))?;
+    let value = c.nullable_bytes().ok_or(bad("bad value length"))?;
+    let count = c.varint().ok_or(bad("bad header count"))?;
+    let count = usize::try_from(count).map_err(|_| bad("negative header count"))?;
+    // Each header takes at least two bytes: no count can make us reserve more
+    // than the record holds.
+    if count > c.remaining() / 2 {
+        return Err(bad("header count exceeds the record"));
+    }
+    let mut headers = Vec::with_capacity(if keep { count } else { 0 });
+    for _ in 0..count {
+        let k = c.nullable_bytes().ok_or(bad("bad header key length"))?;
+        let k = k.ok_or(bad("null header key"))?;
+        let k = std::str::from_utf8(k).map_err(|_| bad("header key is not UTF-8"))?;
+        let v = c.nullable_bytes().ok_or(bad("bad header value length"))?;
+        if keep {
+            headers.push((k.to_owned(), v.map(Bytes::copy_from_slice)));
+        }
+    }
+    if c.remaining() != 0 {
+        return Err(bad("record length does not match its fields"));
+    }
+    let copy = |x: Option<&[u8]>| {
+        if keep {
+            x.map(Bytes::copy_from_slice)
+        } else {
+            None
+        }
+    };
+    Ok(StoredRecord {
+        offset: h.base_offset.saturating_add(i64::from(index)),
+        timestamp,
+        key: copy(key),
+        value: copy(value),
+        headers,
+    })
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> usize {
+        self.b.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+
+    fn raw_varint(&mut self, max_bytes: usize) -> Option<u64> {
+        let mut v: u64 = 0;
+        for i in 0..max_bytes {
+            let byte = *self.take(1)?.first()?;
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn varint(&mut self) -> Option<i32> {
+        let v = self.raw_varint(5)?;
+        let v = u32::try_from(v).ok()?;
+        Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+    }
+
+    fn varlong(&mut self) -> Option<i64> {
+        let v = self.raw_varint(10)?;
+        Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    /// A varint length then that many bytes; -1 is null; other negatives fail.
+    fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
+        match self.varint()? {
+            -1 => Some(None),
+            n if n < 0 => None,
+            n => Some(Some(self.take(n as usize)?)),
+        }
+    }
+}
+
+/// Reads one zigzag varint from a stream: its value and byte count, or
+/// `None` when it is malformed (longer than 5 bytes or over 32 bits).
+fn read_varint_stream(r: &mut dyn BufRead) -> Result<Option<(i32, usize)>, io::Error> {
+    let mut v: u64 = 0;
+    for i in 0..5 {
+        let mut byte = [0u8; 1];
+        r.read_exact(&mut byte)?;
+        v |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            return Ok(u32::try_from(v)
+                .ok()
+                .map(|v| (((v >> 1) as i32) ^ -((v & 1) as i32), i + 1)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;
