@@ -44,9 +44,11 @@ sinks:
     p
 }
 
+/// The complete lines of a file sink's output (the sink may be writing the last one).
 fn read(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
