@@ -13,10 +13,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weir_core::batch::BatchHeader;
+use weir_core::batch::{self, BatchHeader, HEADER_LEN};
 
 use super::index::{IndexEntry, SegmentSummary, SparseIndex};
 use super::scan::{Damage, Item, Scanner};
@@ -105,6 +106,11 @@ pub struct ReadOut {
 /// least one), stopping before any batch that reaches `end_offset` (the
 /// durable end). Every batch's CRC is checked; damage is skipped and
 /// reported as a lost range, and the batches after it are still read.
+///
+/// The common case, a run of good batches in sequence, is read with one
+/// `pread` into the answer's buffer and checked in place ([`bulk`]); the
+/// batch-by-batch [`Scanner`] takes over at the first thing that is not one
+/// (damage, a base offset to patch, a batch past what was read).
 pub fn read(
     file: &File,
     summary: &SegmentSummary,
@@ -115,6 +121,22 @@ pub fn read(
     max_batch: u64,
 ) -> io::Result<ReadOut> {
     let (pos, expected) = start.map_or((0, summary.base_offset), |e| (e.pos, e.offset));
+    let mut out = ReadOut {
+        next: offset,
+        ..ReadOut::default()
+    };
+    let (pos, expected) = match skip_to(file, summary, pos, expected, offset, max_batch)? {
+        Some((at, first)) => {
+            let b = bulk(file, summary, at, first, max_bytes, end_offset, max_batch)?;
+            out.bytes = b.bytes;
+            out.next = b.next.unwrap_or(offset);
+            if b.done {
+                return Ok(out);
+            }
+            (b.pos, b.expected)
+        }
+        None => (pos, expected),
+    };
     let mut sc = Scanner::new(
         file,
         pos,
@@ -123,10 +145,6 @@ pub fn read(
         summary.next_offset,
         max_batch,
     );
-    let mut out = ReadOut {
-        next: offset,
-        ..ReadOut::default()
-    };
     while let Some(item) = sc.next_item()? {
         match item {
             Item::Batch { header, bytes, .. } => {
@@ -160,6 +178,112 @@ pub fn read(
         }
     }
     Ok(out)
+}
+
+/// From an index entry at `pos` (base offset `expected`), the position and
+/// base offset of the batch holding `offset`, reading headers only; `None`
+/// (the scanner starts at the entry instead) at anything unexpected.
+fn skip_to(
+    file: &File,
+    summary: &SegmentSummary,
+    mut pos: u64,
+    mut expected: i64,
+    offset: i64,
+    max_batch: u64,
+) -> io::Result<Option<(u64, i64)>> {
+    let mut head = [0u8; HEADER_LEN];
+    // Index entries are INDEX_INTERVAL bytes apart: a few headers at most.
+    for _ in 0..64 {
+        if summary.size.saturating_sub(pos) < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut head, pos)?;
+        let Ok(h) = BatchHeader::parse(&head) else {
+            return Ok(None);
+        };
+        if h.base_offset != expected || h.total_len() as u64 > max_batch {
+            return Ok(None);
+        }
+        if h.last_offset() >= offset {
+            return Ok(Some((pos, expected)));
+        }
+        pos += h.total_len() as u64;
+        expected = h.last_offset() + 1;
+    }
+    Ok(None)
+}
+
+/// What [`bulk`] read.
+struct Bulk {
+    /// Whole good batches, in order.
+    bytes: Vec<u8>,
+    /// The offset after the last batch kept, if one was.
+    next: Option<i64>,
+    /// The answer is complete: `max_bytes` or `end_offset` reached.
+    done: bool,
+    /// Where the scanner goes on otherwise, and the base offset expected there.
+    pos: u64,
+    expected: i64,
+}
+
+/// Reads up to `max_bytes` at `pos`, where the batch with base offset
+/// `expected` starts, with one `pread`, and keeps the batches that follow in
+/// sequence, each one's CRC checked in place, up to the first that is not a
+/// good batch in sequence.
+fn bulk(
+    file: &File,
+    summary: &SegmentSummary,
+    pos: u64,
+    expected: i64,
+    max_bytes: usize,
+    end_offset: i64,
+    max_batch: u64,
+) -> io::Result<Bulk> {
+    let want = summary.size.saturating_sub(pos).min(max_bytes as u64) as usize;
+    let mut buf = super::buffers::take(want);
+    let mut got = 0;
+    while got < want {
+        match file.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    let (mut at, mut expect, mut next, mut done) = (0usize, expected, None, false);
+    while let Ok(h) = BatchHeader::parse(&buf[at..]) {
+        let total = h.total_len();
+        if h.base_offset != expect || total as u64 > max_batch {
+            break;
+        }
+        if h.last_offset() >= end_offset {
+            done = true;
+            break;
+        }
+        if total > buf.len() - at {
+            // Past what was read: past `max_bytes` (the answer is full
+            // unless still empty), or past the file's end (the scanner says
+            // what that is).
+            done = at > 0 && at + total > max_bytes;
+            break;
+        }
+        if batch::check_crc(&buf[at..at + total]).is_err() {
+            break;
+        }
+        at += total;
+        expect = h.last_offset() + 1;
+        next = Some(expect);
+    }
+    done |= at >= max_bytes;
+    buf.truncate(at);
+    Ok(Bulk {
+        bytes: buf,
+        next,
+        done,
+        pos: pos + at as u64,
+        expected: expect,
+    })
 }
 
 /// Scans a whole segment, verifying every batch: its index (append times
