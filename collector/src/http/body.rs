@@ -69,8 +69,8 @@ pub async fn read_body(
     loop {
         // The client must keep an average of `min_rate` after the grace
         // period, and finish within `timeout`.
-        let by_rate = limits.grace
-            + Duration::from_secs_f64(received as f64 / limits.min_rate.max(1) as f64);
+        let by_rate =
+            limits.grace + Duration::from_secs_f64(received as f64 / limits.min_rate.max(1) as f64);
         let deadline = start + by_rate.min(limits.timeout);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {

@@ -313,3 +313,86 @@ pub fn rebuild(
     }
     Ok((index, damage))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom};
+
+    use weir_core::record::{encode_batch, Compression, ProducerStamp};
+    use weir_core::{Event, Metadata};
+
+    use super::*;
+
+    const MAX_BATCH: u64 = 1 << 20;
+
+    /// A segment of `n` batches of 3 records each; (file, summary, each batch's bytes).
+    fn segment(n: usize) -> (tempfile::TempDir, File, SegmentSummary, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Active::create(dir.path(), 0).unwrap();
+        let mut batches = Vec::new();
+        for k in 0..n {
+            let events: Vec<Event> = (0..3)
+                .map(|i| Event::from_message(format!("b{k} r{i}"), Metadata::default()))
+                .collect();
+            let stamp = ProducerStamp {
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+            };
+            let mut b = encode_batch(&events, stamp, Compression::None)
+                .unwrap()
+                .to_vec();
+            batch::set_base_offset(&mut b, a.next_offset());
+            let h = BatchHeader::parse(&b).unwrap();
+            a.append(&b, &h, 0).unwrap();
+            batches.push(b);
+        }
+        let file = File::open(&a.path).unwrap();
+        (dir, file, a.index.summary, batches)
+    }
+
+    #[test]
+    fn a_read_serves_whole_batches_from_the_one_holding_the_offset_up_to_max_bytes() {
+        let (_d, file, summary, batches) = segment(10);
+        let len = batches[0].len();
+        // Offset 7 is inside batch 2 (offsets 6..8); room for two batches and a half.
+        let out = read(&file, &summary, None, 7, len * 5 / 2, 30, MAX_BATCH).unwrap();
+        assert_eq!(out.bytes, [batches[2].clone(), batches[3].clone()].concat());
+        assert_eq!(out.next, 12);
+        assert!(out.lost.is_empty());
+        // Less room than one batch: still one whole batch.
+        let out = read(&file, &summary, None, 0, 1, 30, MAX_BATCH).unwrap();
+        assert_eq!(out.bytes, batches[0]);
+        assert_eq!(out.next, 3);
+        // Nothing at or past the durable end.
+        let out = read(&file, &summary, None, 0, 1 << 20, 9, MAX_BATCH).unwrap();
+        assert_eq!(out.bytes, batches[..3].concat());
+        assert_eq!(out.next, 9);
+    }
+
+    #[test]
+    fn a_damaged_batch_after_good_ones_is_reported_lost_and_the_batches_after_it_served() {
+        let (_d, file, summary, batches) = segment(6);
+        let len = batches[0].len() as u64;
+        // Flip a byte inside batch 3's records (covered by its CRC).
+        let mut f = OpenOptions::new().write(true).open(file_path(&_d)).unwrap();
+        f.seek(SeekFrom::Start(3 * len + len - 2)).unwrap();
+        f.write_all(b"#").unwrap();
+        drop(f);
+        let out = read(&file, &summary, None, 0, 1 << 20, 18, MAX_BATCH).unwrap();
+        let good: Vec<u8> = batches
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != 3)
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        assert_eq!(out.bytes, good);
+        assert_eq!(out.lost, vec![(9, 11)]);
+        assert_eq!(out.next, 18);
+        assert_eq!(out.damage.len(), 1);
+    }
+
+    fn file_path(d: &tempfile::TempDir) -> PathBuf {
+        d.path().join(file_name(0))
+    }
+}
