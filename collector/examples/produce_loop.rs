@@ -18,6 +18,10 @@
 //! `--topic-partitions` each), writes one small batch to each, waits, and
 //! prints the collector's resident memory and open file descriptors.
 //!
+//! When a request fails (the collector was killed, say), it exits with the
+//! error and `acked records: N` on stderr: the records acknowledged before,
+//! for checking after a restart that every one of them is in the log.
+//!
 //! ```text
 //! cargo run --release -p weir-collector --example produce_loop -- ADDR PID \
 //!     [--lines N] [--batch RECORDS] [--producers P] [--record-bytes B] [--rate R]
@@ -28,6 +32,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_core::record::{encode_batch, Compression, ProducerStamp};
@@ -245,6 +250,9 @@ fn set_sequence(b: &mut [u8], seq: i32) {
     b[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Records acknowledged so far, all producers together.
+static ACKED: AtomicU64 = AtomicU64::new(0);
+
 /// What one producer did: acknowledgement latencies and bytes sent.
 struct Done {
     latencies: Vec<Duration>,
@@ -282,6 +290,7 @@ fn producer(a: &Args, p: u64, batches: u64, start: Instant) -> Result<Done, Stri
         let t = Instant::now();
         c.call(&path, &bytes)?;
         done.latencies.push(t.elapsed());
+        ACKED.fetch_add(a.batch, Ordering::Relaxed);
         done.bytes += bytes.len() as u64;
     }
     Ok(done)
@@ -407,6 +416,7 @@ fn main() {
     });
     if let Err(e) = r {
         eprintln!("error: {e}");
+        eprintln!("acked records: {}", ACKED.load(Ordering::Relaxed));
         std::process::exit(2);
     }
 }

@@ -10,6 +10,8 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 BOOT, HTTP, N = os.environ["BOOT"], os.environ["HTTP"], int(os.environ["RECORDS"])
+CPID = os.environ["CPID"]
+EXAMPLES = "target/release/examples/"
 RUNS = int(sys.argv[1])
 PAYLOAD = b"x" * 1024
 
@@ -41,6 +43,24 @@ def kafka_consume(topic):
     rate = N / (time.monotonic() - t)
     c.close()
     return rate
+
+
+def http_produce(topic, codec):
+    """The HTTP path: produce_loop, 10 producers, batches of 256 ~1 KiB records."""
+    out = subprocess.run([EXAMPLES + "produce_loop", HTTP, CPID, "--json", "--topic", topic,
+                          "--producers", "10", "--batch", "256", "--record-bytes", "1024",
+                          "--compression", codec, "--lines", str(N)],
+                         stdout=subprocess.PIPE, check=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["records_per_s"]
+
+
+def http_fetch(topic):
+    """The binary HTTP fetch from offset 0 to the end (fetch_loop)."""
+    out = subprocess.run([EXAMPLES + "fetch_loop", HTTP, CPID, "--json", "--topic", topic],
+                         stdout=subprocess.PIPE, check=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["records"] == N, r
+    return r["records_per_s"]
 
 
 def http_consume(topic):
@@ -78,12 +98,21 @@ for run in range(RUNS):
         topic = "bench-%s-%d" % (codec, run)
         results.setdefault("kafka produce " + codec, []).append(kafka_produce(topic, codec))
         results.setdefault("kafka consume " + codec, []).append(kafka_consume(topic))
+        results.setdefault("http fetch " + codec, []).append(http_fetch(topic))
         results.setdefault("http consume " + codec, []).append(http_consume(topic))
+        results.setdefault("http produce " + codec, []).append(
+            http_produce("bench-http-%s-%d" % (codec, run), codec))
     results.setdefault("rebalance 3 members (s)", []).append(rebalance())
 print(json.dumps({"records": N, "runs": RUNS}))
 for name, vals in results.items():
     med = statistics.median(vals)
     print("%-28s median %12.1f   runs %s" % (name, med, ["%.1f" % v for v in vals]))
+def ratio(a, b):
+    return statistics.median(results[a]) / statistics.median(results[b])
+
+
 for codec in ("lz4", "zstd"):
-    k, h = statistics.median(results["kafka consume " + codec]), statistics.median(results["http consume " + codec])
-    print("consume %s: Kafka / HTTP = %.2f" % (codec, k / h))
+    print("%s: produce Kafka / HTTP = %.2f; consume Kafka / HTTP fetch = %.2f, Kafka / HTTP consume = %.2f"
+          % (codec, ratio("kafka produce " + codec, "http produce " + codec),
+             ratio("kafka consume " + codec, "http fetch " + codec),
+             ratio("kafka consume " + codec, "http consume " + codec)))

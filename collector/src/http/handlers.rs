@@ -274,7 +274,7 @@ pub async fn fetch(
                 (Bytes::from(text), next, "application/json")
             } else {
                 (
-                    Bytes::from(got.batches),
+                    crate::log::buffers::recycled(got.batches),
                     got.next_offset,
                     "application/octet-stream",
                 )

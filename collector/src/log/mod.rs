@@ -42,6 +42,7 @@
 //!
 //! Recovery decisions, case by case: `recovery.rs`. Dedup: `producers.rs`.
 
+pub mod buffers;
 pub mod cache;
 pub mod checkpoint;
 pub mod durable;

@@ -158,7 +158,7 @@ async fn read_all(b: &Broker, sess: &Session, wants: &[Want], max_bytes: usize) 
                 left = left.saturating_sub(f.batches.len());
                 (
                     code::NONE,
-                    Some(Bytes::from(f.batches)),
+                    Some(crate::log::buffers::recycled(f.batches)),
                     Some((f.end_offset, f.start_offset)),
                 )
             }
