@@ -30,22 +30,24 @@ pub struct Pattern {
 pub struct RegexCache {
     patterns: HashMap<String, Arc<Pattern>>,
     /// The pattern used last: scripts call one pattern per call site, so
-    /// this spares hashing the pattern text on every call.
-    last: Option<(String, Arc<Pattern>)>,
+    /// this spares hashing the pattern text on every call. The text is kept
+    /// (shared) so that a literal pattern, which rhai passes as the same
+    /// shared string on every run, is recognised by its address alone.
+    last: Option<(ImmutableString, Arc<Pattern>)>,
     /// How many times a pattern was compiled (for tests).
     pub compiled: u64,
 }
 
 impl RegexCache {
     /// The compiled `pattern`.
-    pub fn get(&mut self, pattern: &str) -> Result<Arc<Pattern>, String> {
+    pub fn get(&mut self, pattern: &ImmutableString) -> Result<Arc<Pattern>, String> {
         if let Some((text, p)) = &self.last {
-            if text == pattern {
+            if text.ptr_eq(pattern) || text == pattern {
                 return Ok(p.clone());
             }
         }
-        if let Some(p) = self.patterns.get(pattern) {
-            self.last = Some((pattern.to_owned(), p.clone()));
+        if let Some(p) = self.patterns.get(pattern.as_str()) {
+            self.last = Some((pattern.clone(), p.clone()));
             return Ok(p.clone());
         }
         let regex = RegexBuilder::new(pattern)
@@ -62,8 +64,8 @@ impl RegexCache {
         if self.patterns.len() >= MAX_PATTERNS {
             self.patterns.clear();
         }
-        self.patterns.insert(pattern.to_owned(), p.clone());
-        self.last = Some((pattern.to_owned(), p.clone()));
+        self.patterns.insert(pattern.to_string(), p.clone());
+        self.last = Some((pattern.clone(), p.clone()));
         self.compiled += 1;
         Ok(p)
     }
@@ -187,12 +189,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "parse_regex",
-        move |s: &str, pattern: &str| -> Res<Dynamic> {
+        move |s: &str, pattern: ImmutableString| -> Res<Dynamic> {
             let p = h
                 .regexes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(pattern)?;
+                .get(&pattern)?;
             Ok(captures(&p, s))
         },
     );
@@ -251,23 +253,23 @@ mod tests {
         let mut cache = RegexCache::default();
         let pat = r"^(?P<level>\w+) (?P<device>d\d+)(?: (?P<extra>.*))?$";
         for _ in 0..3 {
-            let p = cache.get(pat).unwrap();
+            let p = cache.get(&pat.into()).unwrap();
             let m = captures(&p, "warn d7").cast::<Map>();
             assert_eq!(m["level"].to_string(), "warn");
             assert_eq!(m["device"].to_string(), "d7");
             assert!(m["extra"].is_unit());
         }
         assert_eq!(cache.compiled, 1);
-        let p = cache.get(pat).unwrap();
+        let p = cache.get(&pat.into()).unwrap();
         assert!(captures(&p, "no match here!").is_unit());
-        assert!(cache.get("(unclosed").is_err());
+        assert!(cache.get(&"(unclosed".into()).is_err());
     }
 
     #[test]
     fn the_pattern_cache_stays_bounded() {
         let mut cache = RegexCache::default();
         for i in 0..(MAX_PATTERNS * 3) {
-            cache.get(&format!("x{i}")).unwrap();
+            cache.get(&format!("x{i}").into()).unwrap();
         }
         assert!(cache.patterns.len() <= MAX_PATTERNS);
     }
