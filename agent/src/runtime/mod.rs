@@ -27,7 +27,7 @@ use weir_core::metrics::Registry;
 use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
 use weir_plugins::{
-    Clock, ComponentError, SinkContext, SourceContext, SystemClock, TransformContext,
+    AgentInfo, Clock, ComponentError, SinkContext, SourceContext, SystemClock, TransformContext,
 };
 
 use crate::channel::disk::PayloadForm;
@@ -124,7 +124,21 @@ pub async fn run(
 
     let mut graph = Graph::open(&pipeline, &data_dir, &registry, clock.clone())?;
     let health = health::Health::default();
-    let mut sinks = start_sinks(&pipeline, &graph, &state, &registry, &health, &sink_stop)?;
+    let host = pipeline.host.clone().unwrap_or_else(host::hostname);
+    let own_dir = (data_dir != Path::new(DEFAULT_DATA_DIR)).then_some(data_dir.as_path());
+    let sink_ids = pipeline
+        .sinks
+        .iter()
+        .map(|s| (s.id.clone(), s.type_name.clone()));
+    let agent = AgentInfo::new(
+        AgentInfo::id_for(&host, own_dir),
+        env!("CARGO_PKG_VERSION"),
+        registry.clone(),
+        sink_ids.collect(),
+    );
+    let mut sinks = start_sinks(
+        &pipeline, &graph, &state, &registry, &health, &sink_stop, &agent,
+    )?;
     let mut transforms = start_transforms(&pipeline, &mut graph, &state, &registry, &clock)?;
     let mut sources = start_sources(&pipeline, &graph, &state, &registry, &src_stop)?;
     let channels = graph.channels.values().cloned().collect();
@@ -328,6 +342,7 @@ fn start_sinks(
     registry: &Registry,
     health: &health::Health,
     stop: &watch::Receiver<bool>,
+    agent: &AgentInfo,
 ) -> Result<JoinSet<Done>, RunError> {
     let mut set = JoinSet::new();
     let host: Arc<str> = p.host.clone().unwrap_or_else(host::hostname).into();
@@ -349,6 +364,7 @@ fn start_sinks(
             state: state.clone(),
             shutdown: stop.clone(),
             metrics: registry.component(&s.id, &s.type_name),
+            agent: agent.clone(),
         };
         let task = s.config.build(ctx).map_err(|source| RunError::Build {
             component: format!("sink {}", s.id),
