@@ -12,6 +12,7 @@ pub mod memory;
 pub mod streams;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -291,6 +292,8 @@ struct Inner {
     /// Signalled after an acknowledgement frees space.
     space: Notify,
     metrics: ChannelMetrics,
+    /// Set when a reload removes the channel's reader: pushes stop waiting for room.
+    retired: AtomicBool,
 }
 
 /// Why a push did not complete.
@@ -357,6 +360,7 @@ impl Channel {
             data: Notify::new(),
             space: Notify::new(),
             metrics,
+            retired: AtomicBool::new(false),
         })))
     }
 
@@ -397,6 +401,10 @@ impl Channel {
         // A batch of releases alone still needs its commit.
         let mut first = true;
         while done < batch.events.len() || (first && !batch.releases.is_empty()) {
+            if self.0.retired.load(Ordering::SeqCst) {
+                // Its sink is gone: what has not fit is no longer for anyone.
+                return Ok(());
+            }
             let inner = self.0.clone();
             let b = batch.clone();
             let from = done;
@@ -561,6 +569,14 @@ impl Channel {
         .unwrap_or(Ok(()));
         self.0.space.notify_waiters();
         res
+    }
+
+    /// Marks the channel as no longer read (a reload removed its sink): a
+    /// push waiting for room returns instead of waiting forever. What the
+    /// channel holds stays on disk.
+    pub fn retire(&self) {
+        self.0.retired.store(true, Ordering::SeqCst);
+        self.0.space.notify_waiters();
     }
 
     /// Restarts reading at the first unacknowledged record (after a sink error).

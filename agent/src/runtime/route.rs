@@ -15,6 +15,7 @@ use weir_core::metrics::Counter;
 use weir_core::{Event, Metadata};
 use weir_plugins::{BoxFuture, Clock, SendError, SourceBatch, SourceOutput, Stream};
 
+use super::ports::Ports;
 use crate::channel::Channel;
 
 /// A request to an inline transform: a batch, and where to say it is delivered.
@@ -167,7 +168,7 @@ pub fn derived_stream(input: &Stream, component: &str, output: Option<&str>) -> 
 /// A source's outputs, as the source sees them.
 pub struct SourceFanout {
     pub id: String,
-    pub outputs: Outputs,
+    pub outputs: Arc<Ports>,
     pub shutdown: watch::Receiver<bool>,
     /// Events delivered on the default output.
     pub events: Counter,
@@ -191,7 +192,7 @@ impl SourceOutput for SourceFanout {
         Box::pin(async move {
             let n = batch.events.len() as u64;
             let mut shutdown = self.shutdown.clone();
-            deliver(self.outputs.get(None), batch, &mut shutdown).await?;
+            self.outputs.deliver(None, batch, &mut shutdown).await?;
             self.events.add(n);
             Ok(())
         })
@@ -208,7 +209,9 @@ impl SourceOutput for SourceFanout {
             }
             let n = batch.events.len() as u64;
             let mut shutdown = self.shutdown.clone();
-            deliver(self.outputs.get(Some(output)), batch, &mut shutdown).await?;
+            self.outputs
+                .deliver(Some(output), batch, &mut shutdown)
+                .await?;
             Self::sent_counter(&self.metrics, output).add(n);
             Ok(())
         })

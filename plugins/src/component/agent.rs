@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use weir_core::metrics::Registry;
@@ -25,8 +25,8 @@ struct Inner {
     started: SystemTime,
     started_at: Instant,
     metrics: Registry,
-    /// (id, type) of every sink of the pipeline.
-    sinks: Vec<(String, String)>,
+    /// (id, type) of every sink of the pipeline (replaced by a reload).
+    sinks: Mutex<Vec<(String, String)>>,
 }
 
 /// One sink's figures now.
@@ -53,8 +53,14 @@ impl AgentInfo {
             started: SystemTime::now(),
             started_at: Instant::now(),
             metrics,
-            sinks,
+            sinks: Mutex::new(sinks),
         }))
+    }
+
+    /// Replaces the list of sinks (id, type): the runtime calls it when a
+    /// reload adds or removes sinks, so heartbeats list the current ones.
+    pub fn set_sinks(&self, sinks: Vec<(String, String)>) {
+        *self.0.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks;
     }
 
     /// An agent with no sinks and no metrics (tests, tools).
@@ -117,8 +123,13 @@ impl AgentInfo {
         let acked = by("weir_sink_acked_events_total");
         let failing = by("weir_sink_failing");
         let get = |m: &HashMap<String, f64>, id: &str| m.get(id).copied().unwrap_or(0.0);
-        self.0
+        let sinks = self
+            .0
             .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        sinks
             .iter()
             .map(|(id, t)| SinkSnapshot {
                 id: id.clone(),
