@@ -95,6 +95,12 @@ pub enum Operation {
     Create,
     /// Commit or read a consumer group's offsets.
     Group,
+    /// Report an agent heartbeat: allowed to a principal that may produce
+    /// to some topic (every agent's principal does).
+    Heartbeat,
+    /// See the fleet's agents: allowed to a principal that may consume from
+    /// some topic (topics and groups are filtered by their own rights).
+    SeeAgents,
 }
 
 impl std::fmt::Display for Operation {
@@ -104,6 +110,8 @@ impl std::fmt::Display for Operation {
             Operation::Consume => "consume from topic",
             Operation::Create => "create topic",
             Operation::Group => "use consumer group",
+            Operation::Heartbeat => "report heartbeats (needs produce on some topic) for",
+            Operation::SeeAgents => "see agents (needs consume on some topic) of",
         })
     }
 }
@@ -147,6 +155,8 @@ impl Acl {
             Operation::Consume => &self.consume,
             Operation::Create => &self.create,
             Operation::Group => &self.groups,
+            Operation::Heartbeat => return !self.produce.is_empty(),
+            Operation::SeeAgents => return !self.consume.is_empty(),
         };
         list.iter().any(|p| p.matches(name))
     }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod consume;
+pub mod fleet;
 pub mod groups;
 pub mod http;
 pub mod kafka;

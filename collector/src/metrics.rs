@@ -134,6 +134,17 @@ impl Observed {
         )
     }
 
+    /// Counts a heartbeat by result (`accepted`, `refused`).
+    pub fn heartbeat(&self, result: &'static str) {
+        self.registry
+            .counter(
+                "weir_collector_heartbeats_total",
+                "Agent heartbeats received, by result (accepted, refused).",
+                &[("result", result)],
+            )
+            .inc();
+    }
+
     /// Counts an answered request by route and status code.
     pub fn answered(&self, route: &str, code: u16) {
         let code = code.to_string();
@@ -229,6 +240,9 @@ pub fn route_of(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         ["health"] => "/health",
         ["ready"] => "/ready",
+        ["v1", "agents", "heartbeat"] => "/v1/agents/heartbeat",
+        ["v1", "fleet"] => "/v1/fleet",
+        ["fleet"] => "/fleet",
         _ => "other",
     }
 }
@@ -281,6 +295,24 @@ fn register_partitions(registry: &Registry, store: Weak<Store>) {
         move |emit| {
             if let Some(s) = store.upgrade() {
                 emit(&[], s.topics().len() as f64);
+            }
+        },
+    );
+}
+
+/// `weir_collector_agents` by status, computed from the fleet at scrape time.
+pub fn register_fleet(registry: &Registry, fleet: Weak<crate::fleet::Fleet>) {
+    registry.dynamic(
+        "weir_collector_agents",
+        "Agents known from their heartbeats, by status (healthy, lagging, silent).",
+        "gauge",
+        move |emit| {
+            let Some(f) = fleet.upgrade() else {
+                return;
+            };
+            let n = f.agents.counts(std::time::Instant::now());
+            for (name, n) in ["healthy", "lagging", "silent"].into_iter().zip(n) {
+                emit(&[("status", name)], n as f64);
             }
         },
     );

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod decode;
 pub mod errors;
 pub mod event;
+pub mod fleet;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod json;

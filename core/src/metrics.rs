@@ -262,6 +262,31 @@ impl Registry {
         })
     }
 
+    /// The current samples of counter or gauge family `name` (static and
+    /// dynamic ones, each with all its labels): a read-back for in-process
+    /// summaries such as the agent's heartbeat. Histograms are not included.
+    pub fn samples(&self, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let Some(fam) = fams.get(name) else {
+            return out;
+        };
+        for (l, v) in &fam.counters {
+            out.push((l.clone(), v.load(Ordering::Relaxed) as f64));
+        }
+        for (l, v) in &fam.gauges {
+            out.push((l.clone(), v.load(Ordering::Relaxed) as f64));
+        }
+        for (scope, f) in &fam.dynamic {
+            f(&mut |l: &[(&str, &str)], v: f64| {
+                let mut labels = scope.clone();
+                labels.extend(l.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                out.push((labels, v));
+            });
+        }
+        out
+    }
+
     /// All metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
@@ -334,6 +359,28 @@ fn fmt_labels(l: &Labels) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_read_back_static_and_dynamic_series_with_their_labels() {
+        let r = Registry::new();
+        let c = r.component("out", "file");
+        c.counter("x_total", "x", &[]).add(3);
+        c.dynamic("x_total", "x", "counter", |emit| {
+            emit(&[("reason", "a")], 2.5)
+        });
+        r.gauge("y", "y", &[]).set(-1);
+        let mut got = r.samples("x_total");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let scope = vec![
+            ("component".to_owned(), "out".to_owned()),
+            ("component_type".to_owned(), "file".to_owned()),
+        ];
+        let mut with_reason = scope.clone();
+        with_reason.push(("reason".to_owned(), "a".to_owned()));
+        assert_eq!(got, vec![(scope, 3.0), (with_reason, 2.5)]);
+        assert_eq!(r.samples("y"), vec![(vec![], -1.0)]);
+        assert!(r.samples("absent").is_empty());
+    }
 
     #[test]
     fn renders_counters_with_escaped_labels() {

@@ -20,7 +20,7 @@ mod tests;
 pub mod topology;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
 use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
-use weir_plugins::{Clock, SystemClock};
+use weir_plugins::{AgentInfo, Clock, SystemClock};
 
 use crate::admin::{self, Command};
 use crate::config::Pipeline;
@@ -118,7 +118,16 @@ pub async fn run(
     let (ended_tx, mut ended) = mpsc::unbounded_channel();
     let health = health::Health::default();
     let liveness = Liveness::new();
+    let host = pipeline.host.clone().unwrap_or_else(host::hostname);
+    let own_dir = (data_dir != Path::new(DEFAULT_DATA_DIR)).then_some(data_dir.as_path());
+    let agent = AgentInfo::new(
+        AgentInfo::id_for(&host, own_dir),
+        env!("CARGO_PKG_VERSION"),
+        registry.clone(),
+        Vec::new(),
+    );
     let mut topology = Topology::new(Env {
+        agent,
         data_dir: data_dir.clone(),
         state,
         registry: registry.clone(),

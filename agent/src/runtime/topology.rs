@@ -37,7 +37,9 @@ use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
 use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
-use weir_plugins::{Clock, ComponentError, SinkContext, SourceContext, TransformContext};
+use weir_plugins::{
+    AgentInfo, Clock, ComponentError, SinkContext, SourceContext, TransformContext,
+};
 
 use super::diff::{Changes, Diff};
 use super::health::Health;
@@ -62,6 +64,8 @@ const INLINE_QUEUE: usize = 4;
 
 /// What every component shares.
 pub struct Env {
+    /// The agent as sinks see it (the collector sink's heartbeat).
+    pub agent: AgentInfo,
     pub data_dir: PathBuf,
     pub state: StateStore,
     pub registry: Registry,
@@ -316,6 +320,8 @@ impl Topology {
 
     fn start_sinks(&mut self, changes: &Changes) -> Result<(), RunError> {
         let host = self.host();
+        let sinks = self.pipeline.sinks.iter();
+        (self.env.agent).set_sinks(sinks.map(|s| (s.id.clone(), s.type_name.clone())).collect());
         for s in &self.pipeline.sinks {
             if !changes.starts(&s.id) {
                 continue;
@@ -340,6 +346,7 @@ impl Topology {
                 state: self.env.state.clone(),
                 shutdown: stop,
                 metrics: self.env.registry.component(&s.id, &s.type_name),
+                agent: self.env.agent.clone(),
             };
             let task = s.config.build(ctx).map_err(|source| RunError::Build {
                 component: format!("sink {}", s.id),

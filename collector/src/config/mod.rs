@@ -192,6 +192,10 @@ pub struct Limits {
     /// Most partitions of one topic.
     #[serde(default = "default_max_partitions")]
     pub max_partitions_per_topic: u32,
+    /// Most agents the fleet page remembers (from their heartbeats); past
+    /// it, the agent seen least recently is forgotten.
+    #[serde(default = "default_max_agents")]
+    pub max_agents: usize,
 }
 
 impl Default for Limits {
@@ -287,6 +291,9 @@ fn default_max_fetch_bytes() -> ByteSize {
 fn default_max_topics() -> usize {
     1000
 }
+fn default_max_agents() -> usize {
+    crate::fleet::agents::DEFAULT_MAX_AGENTS
+}
 fn default_max_partitions() -> u32 {
     64
 }
@@ -328,6 +335,7 @@ impl CollectorConfig {
     pub fn service_limits(&self) -> ServiceLimits {
         ServiceLimits {
             max_topics: self.limits.max_topics,
+            max_agents: self.limits.max_agents,
             max_partitions: self.limits.max_partitions_per_topic,
             default_partitions: self.default_partitions,
             durable_timeout: Duration::from_secs(30),

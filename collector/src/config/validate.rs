@@ -323,6 +323,7 @@ fn check_values(c: &mut Checker, cfg: &CollectorConfig) {
         100_000,
     );
     count_in(c, "limits.max_topics", l.max_topics as u64, 1, 100_000);
+    count_in(c, "limits.max_agents", l.max_agents as u64, 1, 1_000_000);
     count_in(
         c,
         "limits.max_partitions_per_topic",

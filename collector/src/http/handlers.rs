@@ -383,6 +383,63 @@ pub async fn commit_offsets(
     )
 }
 
+pub async fn heartbeat(
+    State(s): State<Arc<AppState>>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    flat(
+        async {
+            let max = weir_core::fleet::MAX_HEARTBEAT_BYTES;
+            let (bytes, _reserved) = read_body(body, &headers, &s.bodies, max, &s.gates).await?;
+            let beat: weir_core::fleet::Heartbeat =
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    s.service.observed().heartbeat("refused");
+                    api_error(
+                        StatusCode::BAD_REQUEST,
+                        ErrorKind::InvalidRequest,
+                        format!("invalid heartbeat: {e}"),
+                    )
+                })?;
+            s.service
+                .agent_heartbeat(&who, beat)
+                .map_err(|e| refusal(&e))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn fleet(State(s): State<Arc<AppState>>, Caller(who): Caller) -> Response {
+    flat(
+        async {
+            let _slot = slot(&s, Class::Other).await?;
+            let view = s.service.fleet(&who).await.map_err(|e| refusal(&e))?;
+            let mut r = json(view);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(r)
+        }
+        .await,
+    )
+}
+
+/// The fleet page: static, holds no data (it reads `/v1/fleet` with the
+/// browser's credentials), so it is served without authentication.
+pub async fn fleet_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, crate::fleet::PAGE_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        crate::fleet::PAGE,
+    )
+        .into_response()
+}
+
 pub async fn metrics(State(s): State<Arc<AppState>>, Caller(_who): Caller) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

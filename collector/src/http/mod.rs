@@ -61,6 +61,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/groups/{group}/{topic}",
             get(group_offsets).post(commit_offsets),
         )
+        .route(weir_core::fleet::HEARTBEAT_PATH, post(heartbeat))
+        .route("/v1/fleet", get(fleet))
+        .route("/fleet", get(fleet_page))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -163,5 +166,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+#[cfg(test)]
+mod fleet_tests;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use crate::limits::GateLimits;
 use crate::service::tests::{batch, fixture, Fixture};
 use crate::service::ServiceLimits;
 
-fn principals() -> Vec<PrincipalConfig> {
+pub(super) fn principals() -> Vec<PrincipalConfig> {
     vec![
         PrincipalConfig {
             name: "gw".into(),
@@ -35,7 +35,7 @@ fn principals() -> Vec<PrincipalConfig> {
     ]
 }
 
-fn app(f: &Fixture, principals: &[PrincipalConfig], budget: usize) -> Router {
+pub(super) fn app(f: &Fixture, principals: &[PrincipalConfig], budget: usize) -> Router {
     router(Arc::new(AppState {
         service: f.service.clone(),
         auth: Arc::new(Authenticator::new(principals).unwrap()),
@@ -56,7 +56,7 @@ fn app(f: &Fixture, principals: &[PrincipalConfig], budget: usize) -> Router {
     }))
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: &str,
     uri: &str,

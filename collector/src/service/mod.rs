@@ -12,6 +12,7 @@
 //! Blocking store work runs on the blocking pool inside these calls, so a
 //! front-end simply awaits them.
 
+mod fleet;
 mod groups;
 pub mod membership;
 mod produce;
@@ -41,6 +42,8 @@ pub use read::{FetchRequest, FetchResponse, OffsetSpec};
 pub struct ServiceLimits {
     /// Most topics; creating one more is refused before anything is written.
     pub max_topics: usize,
+    /// Most agents the fleet view remembers.
+    pub max_agents: usize,
     /// Most partitions of a topic.
     pub max_partitions: u32,
     /// Partitions of a topic created without a count.
@@ -59,6 +62,7 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits {
             max_topics: 1000,
+            max_agents: crate::fleet::agents::DEFAULT_MAX_AGENTS,
             max_partitions: 64,
             default_partitions: 1,
             durable_timeout: Duration::from_secs(30),
@@ -274,6 +278,8 @@ pub struct Service {
     observed: Arc<crate::metrics::Observed>,
     /// Set when the collector starts shutting down: long-polls end at once.
     draining: watch::Receiver<bool>,
+    /// Agents' last heartbeats and the topic rate history.
+    fleet: Arc<crate::fleet::Fleet>,
 }
 
 impl Service {
@@ -288,7 +294,10 @@ impl Service {
         let producers = producers::Registry::open(&store.config().data_dir)?;
         let observed =
             crate::metrics::Observed::register(metrics, &store, &store.config().data_dir);
+        let fleet = Arc::new(crate::fleet::Fleet::new(limits.max_agents));
+        crate::metrics::register_fleet(metrics, Arc::downgrade(&fleet));
         Ok(Arc::new(Service {
+            fleet,
             observed,
             store,
             groups,

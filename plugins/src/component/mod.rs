@@ -13,6 +13,7 @@
 //! - A sink gets a [`SinkInput`]; it acknowledges a channel range only once
 //!   its destination has made the data durable.
 
+mod agent;
 mod sink;
 mod source;
 mod transform;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use weir_core::metrics::Registry;
 
+pub use agent::{AgentInfo, SinkSnapshot};
 pub use sink::{AckError, Record, SinkInput};
 pub use source::{Mark, SendError, SourceBatch, SourceOutput, Stream, StreamKind};
 pub use transform::{
@@ -69,6 +71,9 @@ pub struct SinkContext {
     pub state: StateStore,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Registry,
+    /// The agent as a whole (id, version, uptime, every sink's figures),
+    /// for the collector sink's heartbeat.
+    pub agent: AgentInfo,
 }
 
 /// What a transform is given when built.

@@ -199,6 +199,7 @@ mod tests {
             state: crate::state::StateStore::in_memory().unwrap(),
             shutdown,
             metrics: registry.clone(),
+            agent: crate::component::AgentInfo::unknown(),
         };
         let d = Delivery::new(&ctx);
         d.delivered();

@@ -42,6 +42,13 @@ pub struct CollectorSinkConfig {
     /// TLS settings for an `https://` URL.
     #[serde(default)]
     pub tls: Option<SinkTls>,
+    /// How often the agent reports a heartbeat to this collector (its
+    /// version, uptime and every sink's backlog, lag and rate), shown on the
+    /// collector's fleet page; `0s` turns heartbeats off. Sent with the same
+    /// URL, TLS and token as the data; a failed heartbeat never delays
+    /// delivery.
+    #[serde(default = "default_heartbeat_interval", with = "duration")]
+    pub heartbeat_interval: Duration,
 }
 
 /// TLS towards the collector.
@@ -109,6 +116,9 @@ fn default_initial_backoff() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
+}
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_events() -> usize {
     10_000
@@ -182,6 +192,14 @@ impl CollectorSinkConfig {
             ms(1),
             h,
         ));
+        if !self.heartbeat_interval.is_zero() {
+            p.extend(duration_problem(
+                "heartbeat_interval",
+                self.heartbeat_interval,
+                ms(100),
+                h,
+            ));
+        }
         if self.partitions == Some(0) {
             p.push("partitions: must be at least 1".to_owned());
         }

@@ -8,6 +8,7 @@
 //! collector appends every record exactly once.
 
 pub mod config;
+mod heartbeat;
 pub mod journal;
 mod send;
 
@@ -81,6 +82,8 @@ struct InFlight {
 
 impl CollectorSink {
     async fn run(mut self) -> Result<(), ComponentError> {
+        // Stopped when the sink stops (dropped with this frame).
+        let _heartbeats = heartbeat::start(&self.cfg, &self.ctx);
         let state = self.ctx.state.clone();
         let id = self.ctx.id.clone();
         self.journal = blocking(move || Journal::load(&state, &id)).await?;

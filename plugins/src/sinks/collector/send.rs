@@ -74,6 +74,30 @@ impl HttpError {
     }
 }
 
+/// An HTTP client towards the collector of `cfg` (its TLS settings and
+/// token) whose requests time out after `timeout`.
+pub fn client(
+    cfg: &CollectorSinkConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    let tls = cfg.tls.as_ref().map(|t| t.client()).unwrap_or_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &cfg.token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+            .map_err(|_| {
+                ClientError::Build("the token has characters a header cannot carry".into())
+            })?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    http_client::builder(&tls)?
+        .default_headers(headers)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .build()
+        .map_err(|e| ClientError::Build(http_client::chain(&e)))
+}
+
 impl Sender {
     /// A sender for the sink configured by `cfg`.
     pub fn new(
@@ -81,22 +105,7 @@ impl Sender {
         ctx: &SinkContext,
         delivery: Arc<Delivery>,
     ) -> Result<Sender, ClientError> {
-        let tls = cfg.tls.as_ref().map(|t| t.client()).unwrap_or_default();
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = &cfg.token {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-                .map_err(|_| {
-                    ClientError::Build("the token has characters a header cannot carry".into())
-                })?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        let client = http_client::builder(&tls)?
-            .default_headers(headers)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Build(http_client::chain(&e)))?;
+        let client = client(cfg, cfg.request_timeout)?;
         let r = &ctx.metrics;
         Ok(Sender {
             client,
