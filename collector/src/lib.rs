@@ -17,6 +17,7 @@ pub mod http;
 pub mod kafka;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod service;
 mod systemd;
 pub mod tls;
@@ -124,7 +125,7 @@ pub async fn serve(
             grace: cfg.limits.header_timeout,
         },
     });
-    let app = http::router(state);
+    let app = http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -139,6 +140,11 @@ pub async fn serve(
     on_listening(addr);
     spawn_retention(store.clone(), stop_rx.clone());
     systemd.ready(addr, store.clone(), stop_rx.clone());
+    state.service.observed().spawn_storage_probe(
+        cfg.data_dir.clone(),
+        cfg.storage_probe_interval,
+        stop_rx.clone(),
+    );
 
     let opts = http::server::ServerOptions {
         slots,

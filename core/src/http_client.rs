@@ -42,6 +42,19 @@ pub enum ClientError {
     TooLarge { limit: usize },
 }
 
+impl ClientError {
+    /// A short reason for metrics labels (see [`crate::errors::reason`]).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClientError::Tls(_) => "tls",
+            ClientError::Build(_) => "other",
+            ClientError::Request(e) if e.is_timeout() => "timeout",
+            ClientError::Request(e) => crate::errors::reason(e),
+            ClientError::TooLarge { .. } => "invalid_answer",
+        }
+    }
+}
+
 fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -128,16 +141,7 @@ pub async fn read_limited(mut r: reqwest::Response, limit: usize) -> Result<Vec<
 
 /// An error and its causes, `a: b: c`, each said once.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
+    crate::errors::chain(e)
 }
 
 /// Verifies the server's certificate for a fixed name instead of the URL's host.

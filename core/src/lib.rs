@@ -11,6 +11,7 @@ pub mod batch;
 pub mod cli_docs;
 pub mod codec;
 pub mod decode;
+pub mod errors;
 pub mod event;
 #[cfg(feature = "http-client")]
 pub mod http_client;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod partition;
 pub mod problems;
 pub mod process;
+pub mod process_metrics;
 pub mod protocol;
 pub mod record;
 pub mod systemd;

@@ -158,7 +158,7 @@ fn sigterm_stops_both_programs_cleanly_and_positions_survive() {
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
     assert!(agent
         .wait_metric(
-            "weir_sink_events_total",
+            "weir_sink_acked_events_total",
             "c",
             Duration::from_secs(30),
             |v| v == 1000.0
@@ -175,7 +175,7 @@ fn sigterm_stops_both_programs_cleanly_and_positions_survive() {
     assert!(
         agent
             .wait_metric(
-                "weir_sink_events_total",
+                "weir_sink_acked_events_total",
                 "c",
                 Duration::from_secs(30),
                 |v| v == 500.0
@@ -207,7 +207,7 @@ fn a_consumer_group_resumes_where_it_stopped_and_from_accepts_offsets_and_times(
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     assert!(agent
         .wait_metric(
-            "weir_sink_events_total",
+            "weir_sink_acked_events_total",
             "c",
             Duration::from_secs(30),
             |v| v == 1000.0
@@ -260,8 +260,8 @@ fn file_and_stdout_sinks_write_every_line_and_the_collector_serves_metrics() {
     append_lines(&logs.join("a.log"), (0..2000).map(line));
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let done = wait_for(Duration::from_secs(30), || {
-        let copied = agent.metric("weir_sink_events_total", "copy")?;
-        let printed = agent.metric("weir_sink_events_total", "console")?;
+        let copied = agent.metric("weir_sink_acked_events_total", "copy")?;
+        let printed = agent.metric("weir_sink_acked_events_total", "console")?;
         (copied == 2000.0 && printed == 2000.0).then_some(())
     });
     assert!(
@@ -308,7 +308,7 @@ sinks:
     let mut agent = Agent::start(&cfg, &dir.path().join("agent"));
     assert!(agent
         .wait_metric(
-            "weir_sink_events_total",
+            "weir_sink_acked_events_total",
             "tagged",
             Duration::from_secs(30),
             |v| v > 0.0

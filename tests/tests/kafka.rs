@@ -273,6 +273,18 @@ fn kcat_lists_produces_idempotently_and_consumes_from_beginning_by_time_and_in_a
     // The same committed offset is what HTTP consumers of the group see.
     let committed = http_get(k.collector.addr, "/v1/groups/kc-group/kc").unwrap();
     assert_eq!(committed, r#"[{"partition":0,"offset":103}]"#);
+
+    // Kafka requests are timed per API beside the HTTP routes.
+    let metrics = http_get(k.collector.addr, "/metrics").unwrap();
+    for api in ["Produce", "Fetch", "Metadata", "JoinGroup", "OffsetCommit"] {
+        let series =
+            format!("weir_collector_request_duration_seconds_count{{route=\"kafka:{api}\"}}");
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(matches!(count, Some(n) if n > 0), "{series} in\n{metrics}");
+    }
 }
 
 fn frame(api_key: i16, version: i16, correlation: i32, rest: &[u8]) -> Vec<u8> {

@@ -80,7 +80,7 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     let n = 20_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
     let held = agent.wait_metric(
-        "weir_channel_records",
+        "weir_channel_events",
         "central",
         Duration::from_secs(30),
         |v| v as usize == n,
@@ -102,7 +102,7 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "outage")), n);
     // Acknowledgements reach the spool just after the collector's answers.
     let empty = agent.wait_metric(
-        "weir_channel_records",
+        "weir_channel_events",
         "central",
         Duration::from_secs(10),
         |v| v == 0.0,
@@ -110,7 +110,7 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     assert!(
         empty.is_some(),
         "spool should be empty once drained: {:?}",
-        agent.metric("weir_channel_records", "central")
+        agent.metric("weir_channel_events", "central")
     );
 }
 
@@ -135,8 +135,19 @@ fn a_full_spool_under_block_holds_the_source_back_and_loses_nothing() {
     );
     assert!(full.is_some(), "spool did not fill");
     std::thread::sleep(Duration::from_millis(500));
-    let bytes = agent.metric("weir_channel_bytes", "central").unwrap_or(0.0);
-    assert!(bytes <= 262_144.0, "spool exceeded max_bytes: {bytes}");
+    let disk = agent
+        .metric("weir_channel_disk_bytes", "central")
+        .unwrap_or(0.0);
+    assert!(disk <= 262_144.0, "spool exceeded max_bytes: {disk}");
+    let backlog = agent.metric("weir_channel_bytes", "central").unwrap_or(0.0);
+    assert!(
+        backlog > 0.0 && backlog <= disk,
+        "the backlog ({backlog}) is what the segments ({disk}) hold unacknowledged"
+    );
+    assert_eq!(
+        agent.metric("weir_channel_capacity_bytes", "central"),
+        Some(262_144.0)
+    );
     assert!(
         agent
             .metric("weir_source_events_total", "app")
@@ -331,8 +342,8 @@ fn a_dead_sink_does_not_stall_a_live_one_fed_by_the_same_source() {
     assert_exactly_once_in_order(&messages(&consume_all(&live.url(), "t")), n);
     // The dead sink's lines wait in its own spool.
     let held = agent.wait_metric(
-        "weir_channel_records",
-        "sink=\"down\"",
+        "weir_channel_events",
+        "component=\"down\"",
         Duration::from_secs(10),
         |v| v as usize == n,
     );

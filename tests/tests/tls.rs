@@ -73,7 +73,7 @@ sinks:
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     for sink in ["by_token", "by_cert"] {
         let done = agent.wait_metric(
-            "weir_sink_events_total",
+            "weir_sink_acked_events_total",
             sink,
             Duration::from_secs(30),
             |v| v as usize == n,
@@ -146,5 +146,5 @@ fn an_agent_that_trusts_another_ca_is_refused_with_a_clear_error() {
         "the agent log names the cause: {}",
         agent.proc.log_text()
     );
-    assert_eq!(agent.metric("weir_sink_events_total", "s"), Some(0.0));
+    assert_eq!(agent.metric("weir_sink_acked_events_total", "s"), Some(0.0));
 }

@@ -48,8 +48,8 @@ sinks:
     append_lines(&logs.join("a.log"), lines.iter().map(|l| l.to_string()));
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     let done = wait_for(Duration::from_secs(30), || {
-        let g = agent.metric("weir_sink_events_total", "good")?;
-        let d = agent.metric("weir_sink_events_total", "dead")?;
+        let g = agent.metric("weir_sink_acked_events_total", "good")?;
+        let d = agent.metric("weir_sink_acked_events_total", "dead")?;
         (g == 2.0 && d == 2.0).then_some(())
     });
     assert!(

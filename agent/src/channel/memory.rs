@@ -72,6 +72,8 @@ impl MemoryChannel {
     pub fn append(&self, events: &[Event]) -> Appended {
         let mut s = self.lock();
         let mut out = Appended::default();
+        let first_id = s.next_id;
+        let mut added_bytes = 0;
         for e in events {
             let size = approx_size(e);
             if s.bytes + size > self.max_bytes {
@@ -90,6 +92,7 @@ impl MemoryChannel {
                             s.bytes -= sz;
                             s.read_id = s.read_id.max(id + 1);
                             out.dropped_oldest += 1;
+                            self.metrics.released(id + 1);
                         }
                     }
                 }
@@ -98,14 +101,15 @@ impl MemoryChannel {
             s.next_id += 1;
             s.bytes += size;
             s.queue.push_back((id, e.clone(), size));
+            added_bytes += size;
             out.consumed += 1;
         }
+        self.metrics.appended(first_id, s.next_id, added_bytes);
         let written = (out.consumed - out.dropped_newest) as u64;
         self.metrics.events_in.add(written);
         self.metrics.dropped_newest.add(out.dropped_newest as u64);
         self.metrics.dropped_oldest.add(out.dropped_oldest);
         self.metrics.records.set(s.queue.len() as i64);
-        self.metrics.bytes.set(s.bytes as i64);
         out
     }
 
@@ -150,6 +154,6 @@ impl MemoryChannel {
         }
         self.metrics.events_out.add(n);
         self.metrics.records.set(s.queue.len() as i64);
-        self.metrics.bytes.set(s.bytes as i64);
+        self.metrics.released(end_id);
     }
 }

@@ -5,13 +5,15 @@
 //! events, so a source checkpoints only what is in the channels. Each sink has
 //! its own channel: a slow or dead sink fills its own channel, never another's.
 
+pub mod backlog;
 pub mod disk;
 pub mod frame;
 pub mod memory;
 pub mod streams;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,7 @@ use weir_core::metrics::{Counter, Gauge, Registry};
 use weir_core::units::{opt_duration, ByteSize};
 use weir_core::Event;
 
+use backlog::Backlog;
 use disk::{DiskOptions, DiskSpool, PayloadForm, SpoolError, StreamMarks};
 use memory::MemoryChannel;
 use weir_plugins::{Record, SourceBatch};
@@ -160,7 +163,8 @@ impl ChannelConfig {
     }
 }
 
-/// Metrics of one channel.
+/// Metrics of one channel. Its registry view carries the labels of the
+/// component the channel feeds (`component`, `component_type`).
 #[derive(Clone, Default)]
 pub struct ChannelMetrics {
     pub events_in: Counter,
@@ -169,53 +173,110 @@ pub struct ChannelMetrics {
     pub dropped_oldest: Counter,
     pub corrupt: Counter,
     pub no_space: Counter,
-    pub bytes: Gauge,
+    /// Bytes of segment files on disk (acknowledged records included until
+    /// their whole segment is).
+    pub disk_bytes: Gauge,
+    /// Records held and not yet acknowledged.
     pub records: Gauge,
+    /// Unacknowledged bytes and their age.
+    pub backlog: Arc<Mutex<Backlog>>,
 }
 
 impl ChannelMetrics {
-    /// Registers the metrics of the channel in front of `sink`.
-    pub fn register(r: &Registry, sink: &str) -> Self {
-        let l = [("sink", sink)];
-        ChannelMetrics {
+    /// Registers the metrics of a channel bounded by `capacity` bytes.
+    pub fn register(r: &Registry, capacity: u64) -> Self {
+        let dropped = |reason| {
+            r.counter(
+                "weir_channel_dropped_events_total",
+                "Events dropped because the channel was full, by reason (newest, oldest).",
+                &[("reason", reason)],
+            )
+        };
+        let m = ChannelMetrics {
             events_in: r.counter(
                 "weir_channel_events_in_total",
-                "Events written into a sink's channel.",
-                &l,
+                "Events written into a channel.",
+                &[],
             ),
             events_out: r.counter(
                 "weir_channel_events_acked_total",
-                "Events acknowledged by the sink and released from its channel.",
-                &l,
+                "Events acknowledged by the sink (or processed by a stateful transform) and released from the channel.",
+                &[],
             ),
-            dropped_newest: r.counter(
-                "weir_channel_dropped_events_total",
-                "Events dropped because the channel was full.",
-                &[("sink", sink), ("reason", "newest")],
-            ),
-            dropped_oldest: r.counter(
-                "weir_channel_dropped_events_total",
-                "Events dropped because the channel was full.",
-                &[("sink", sink), ("reason", "oldest")],
-            ),
+            dropped_newest: dropped("newest"),
+            dropped_oldest: dropped("oldest"),
             corrupt: r.counter(
                 "weir_channel_corrupt_records_total",
                 "Spool records lost to on-disk damage (CRC failures).",
-                &l,
+                &[],
             ),
             no_space: r.counter(
                 "weir_channel_no_space_total",
                 "Writes that found the disk full and were retried.",
-                &l,
+                &[],
             ),
-            bytes: r.gauge("weir_channel_bytes", "Bytes held by the channel.", &l),
+            disk_bytes: r.gauge(
+                "weir_channel_disk_bytes",
+                "Bytes of the channel's segment files on disk (0 for memory channels); acknowledged records stay until their whole segment is.",
+                &[],
+            ),
             records: r.gauge(
-                "weir_channel_records",
-                "Records held and not yet acknowledged.",
-                &l,
+                "weir_channel_events",
+                "Backlog: events held and not yet acknowledged.",
+                &[],
             ),
-        }
+            backlog: Arc::default(),
+        };
+        r.gauge(
+            "weir_channel_capacity_bytes",
+            "The channel's configured bound (max_bytes).",
+            &[],
+        )
+        .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        let weak = Arc::downgrade(&m.backlog);
+        r.dynamic(
+            "weir_channel_bytes",
+            "Backlog: bytes of the events held and not yet acknowledged.",
+            "gauge",
+            move |emit| {
+                if let Some(b) = weak.upgrade() {
+                    emit(&[], lock(&b).bytes() as f64);
+                }
+            },
+        );
+        let weak = Arc::downgrade(&m.backlog);
+        r.dynamic(
+            "weir_channel_lag_seconds",
+            "Delivery lag: age of the oldest event held and not yet acknowledged (0 when none is).",
+            "gauge",
+            move |emit| {
+                if let Some(b) = weak.upgrade() {
+                    emit(&[], lock(&b).lag(backlog::now()));
+                }
+            },
+        );
+        m
     }
+
+    /// Records an append of ids `first..end` taking `bytes`, written now.
+    pub fn appended(&self, first: u64, end: u64, bytes: u64) {
+        lock(&self.backlog).added(first, end, bytes, backlog::now());
+    }
+
+    /// Records that every id below `end` is gone (acknowledged or dropped).
+    pub fn released(&self, end: u64) {
+        lock(&self.backlog).acked(end);
+    }
+
+    /// The backlog now: (events, bytes).
+    pub fn backlog(&self) -> (u64, u64) {
+        let events = u64::try_from(self.records.get()).unwrap_or(0);
+        (events, lock(&self.backlog).bytes())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum Backend {
@@ -231,6 +292,8 @@ struct Inner {
     /// Signalled after an acknowledgement frees space.
     space: Notify,
     metrics: ChannelMetrics,
+    /// Set when a reload removes the channel's reader: pushes stop waiting for room.
+    retired: AtomicBool,
 }
 
 /// Why a push did not complete.
@@ -247,7 +310,8 @@ pub struct Channel(Arc<Inner>);
 
 impl Channel {
     /// Opens the channel of sink `name`; disk spools live in `spool_dir`
-    /// and hold records in the form the sink sends.
+    /// and hold records in the form the sink sends. `registry` is the
+    /// sink's view (its series carry the sink's labels).
     pub fn open(
         name: &str,
         cfg: &ChannelConfig,
@@ -266,8 +330,8 @@ impl Channel {
         registry: &Registry,
         form: PayloadForm,
     ) -> Result<Channel, SpoolError> {
-        let metrics = ChannelMetrics::register(registry, name);
         let max_bytes = cfg.max_bytes();
+        let metrics = ChannelMetrics::register(registry, max_bytes);
         let backend = match cfg.kind {
             ChannelType::Disk => {
                 let seg = cfg
@@ -296,6 +360,7 @@ impl Channel {
             data: Notify::new(),
             space: Notify::new(),
             metrics,
+            retired: AtomicBool::new(false),
         })))
     }
 
@@ -304,9 +369,9 @@ impl Channel {
         &self.0.name
     }
 
-    /// Records held and not yet acknowledged by the sink.
-    pub fn backlog_records(&self) -> u64 {
-        self.0.metrics.records.get().max(0) as u64
+    /// What the channel holds that its sink has not acknowledged: (events, bytes).
+    pub fn backlog(&self) -> (u64, u64) {
+        self.0.metrics.backlog()
     }
 
     /// Whether the channel keeps what it holds across restarts.
@@ -336,6 +401,10 @@ impl Channel {
         // A batch of releases alone still needs its commit.
         let mut first = true;
         while done < batch.events.len() || (first && !batch.releases.is_empty()) {
+            if self.0.retired.load(Ordering::SeqCst) {
+                // Its sink is gone: what has not fit is no longer for anyone.
+                return Ok(());
+            }
             let inner = self.0.clone();
             let b = batch.clone();
             let from = done;
@@ -500,6 +569,14 @@ impl Channel {
         .unwrap_or(Ok(()));
         self.0.space.notify_waiters();
         res
+    }
+
+    /// Marks the channel as no longer read (a reload removed its sink): a
+    /// push waiting for room returns instead of waiting forever. What the
+    /// channel holds stays on disk.
+    pub fn retire(&self) {
+        self.0.retired.store(true, Ordering::SeqCst);
+        self.0.space.notify_waiters();
     }
 
     /// Restarts reading at the first unacknowledged record (after a sink error).

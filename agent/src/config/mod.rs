@@ -4,6 +4,7 @@
 //! ```yaml
 //! data_dir: /var/lib/weir        # optional; `weir run --data-dir` overrides
 //! host: gw-17                    # optional; the machine's host name by default
+//! health: { sink_failing_after: 2m }  # optional; when /ready turns 503
 //! sources:
 //!   <id>: { type: <source type>, ...source keys }
 //! sinks:
@@ -22,6 +23,7 @@ use weir_core::problems::plain_words;
 use weir_plugins::registry::{self, Kind};
 use weir_plugins::{SinkConfig, SourceConfig, TextProblem, TransformConfig, ERRORS_OUTPUT};
 
+use crate::admin::AdminConfig;
 use crate::channel::ChannelConfig;
 
 pub use weir_core::problems::{Problem, Problems};
@@ -32,6 +34,9 @@ pub struct SourceSpec {
     pub id: String,
     pub type_name: String,
     pub config: Box<dyn SourceConfig>,
+    /// The component's YAML as written (after `${VAR}` substitution): what
+    /// a reload compares to tell a changed component from an unchanged one.
+    pub raw: Value,
 }
 
 /// A sink of the pipeline with its wiring and channel.
@@ -42,6 +47,8 @@ pub struct SinkSpec {
     pub inputs: Vec<String>,
     pub channel: ChannelConfig,
     pub config: Box<dyn SinkConfig>,
+    /// The component's YAML as written (see [`SourceSpec::raw`]).
+    pub raw: Value,
 }
 
 /// A validated pipeline.
@@ -49,6 +56,10 @@ pub struct SinkSpec {
 pub struct Pipeline {
     pub data_dir: Option<PathBuf>,
     pub host: Option<String>,
+    /// The admin socket (`weir reload`, `weir tap`, `weir top`).
+    pub admin: AdminConfig,
+    /// When `/ready` reports the agent not ready.
+    pub health: crate::runtime::health::HealthConfig,
     pub sources: Vec<SourceSpec>,
     pub transforms: Vec<TransformSpec>,
     pub sinks: Vec<SinkSpec>,
@@ -61,9 +72,24 @@ pub struct TransformSpec {
     pub type_name: String,
     pub inputs: Vec<String>,
     pub config: Box<dyn TransformConfig>,
+    /// The component's YAML as written (see [`SourceSpec::raw`]).
+    pub raw: Value,
 }
 
 impl Pipeline {
+    /// The pipeline with no component: what a starting agent runs before its first.
+    pub fn empty() -> Pipeline {
+        Pipeline {
+            data_dir: None,
+            host: None,
+            admin: AdminConfig::default(),
+            health: Default::default(),
+            sources: Vec::new(),
+            transforms: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+
     /// Transform ids, every transform after the transforms it reads from.
     pub fn transform_order(&self) -> Vec<String> {
         let mut done: Vec<String> = Vec::new();
@@ -87,7 +113,15 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: [&str; 5] = ["data_dir", "host", "sources", "transforms", "sinks"];
+const TOP_KEYS: [&str; 7] = [
+    "data_dir",
+    "host",
+    "admin",
+    "health",
+    "sources",
+    "transforms",
+    "sinks",
+];
 
 /// Reads and validates the pipeline in `file`.
 pub fn load(file: &Path) -> Result<Pipeline, Problems> {
@@ -219,6 +253,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     }
     let data_dir = string_at(&mut c, &top, "data_dir").map(PathBuf::from);
     let host = string_at(&mut c, &top, "host");
+    let admin = admin_at(&mut c, &top);
+    let health = health_at(&mut c, &top);
     let sources_map = components(&mut c, &top, "sources");
     let transforms_map = components(&mut c, &top, "transforms");
     let sinks_map = components(&mut c, &top, "sinks");
@@ -245,6 +281,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                 id: id.clone(),
                 type_name,
                 config,
+                raw: Value::Mapping(body.clone()),
             });
         }
     }
@@ -268,6 +305,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                 type_name,
                 inputs,
                 config,
+                raw: Value::Mapping(body.clone()),
             });
         }
     }
@@ -310,6 +348,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
                     inputs,
                     channel,
                     config,
+                    raw: Value::Mapping(body.clone()),
                 });
             }
         }
@@ -352,6 +391,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
         Ok(Pipeline {
             data_dir,
             host,
+            admin,
+            health,
             sources,
             transforms,
             sinks,
@@ -362,12 +403,60 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Problems> {
     }
 }
 
+fn health_at(c: &mut Checker, m: &Mapping) -> crate::runtime::health::HealthConfig {
+    let Some(v) = m.get("health") else {
+        return Default::default();
+    };
+    match serde_path_to_error::deserialize::<_, crate::runtime::health::HealthConfig>(v.clone()) {
+        Ok(h) => {
+            for p in h.problems() {
+                c.add_problem("health", &p);
+            }
+            h
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                "health".to_owned()
+            } else {
+                format!("health.{path}")
+            };
+            c.add(&at, plain_words(&e.into_inner().to_string()));
+            Default::default()
+        }
+    }
+}
+
 fn string_at(c: &mut Checker, m: &Mapping, key: &str) -> Option<String> {
     match m.get(key)? {
         Value::String(s) => Some(s.clone()),
         _ => {
             c.add(key, "must be a string");
             None
+        }
+    }
+}
+
+fn admin_at(c: &mut Checker, top: &Mapping) -> AdminConfig {
+    let Some(v) = top.get("admin") else {
+        return AdminConfig::default();
+    };
+    match serde_path_to_error::deserialize::<_, AdminConfig>(v.clone()) {
+        Ok(admin) => {
+            for p in admin.problems() {
+                c.add_problem("admin", &p);
+            }
+            admin
+        }
+        Err(e) => {
+            let sub = e.path().to_string();
+            let path = if sub == "." {
+                "admin".to_owned()
+            } else {
+                format!("admin.{sub}")
+            };
+            c.add(&path, plain_words(&e.into_inner().to_string()));
+            AdminConfig::default()
         }
     }
 }

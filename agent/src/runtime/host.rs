@@ -3,17 +3,21 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::info;
 use weir_core::metrics::Registry;
 
+use super::health::Health;
 use super::RunError;
 
-/// Serves `/metrics` and `/health` until `stop`.
+/// Serves `/metrics`, `/health` (liveness) and `/ready` (503 with the
+/// reasons while a sink has failed longer than `failing_after`) until `stop`.
 pub(super) async fn serve_metrics(
     addr: SocketAddr,
     registry: Registry,
+    health: (Health, Duration),
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr, RunError> {
     use axum::routing::get;
@@ -39,7 +43,26 @@ pub(super) async fn serve_metrics(
                 }
             }),
         )
-        .route("/health", get(|| async { "ok" }));
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/ready",
+            get(move || {
+                let (h, after) = health.clone();
+                async move {
+                    let why = h.not_ready(after);
+                    if why.is_empty() {
+                        (axum::http::StatusCode::OK, "ready\n".to_owned())
+                    } else {
+                        let mut body = String::from("not ready\n");
+                        for w in why {
+                            body.push_str(&w);
+                            body.push('\n');
+                        }
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

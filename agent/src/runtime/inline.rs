@@ -16,7 +16,8 @@ use tracing::debug;
 use weir_core::metrics::{Counter, Registry};
 use weir_plugins::{Clock, Emitted, Emitter, SendError, SourceBatch, Stream, Transform};
 
-use super::route::{deliver, derived_stream, InlineRequest, Outputs};
+use super::ports::Ports;
+use super::route::{derived_stream, InlineRequest};
 
 /// Counters of one transform.
 pub struct TransformMetrics {
@@ -79,7 +80,7 @@ pub struct Inline {
     pub transform: Box<dyn Transform>,
     /// Named outputs the transform declares.
     pub declared: Vec<String>,
-    pub outputs: Outputs,
+    pub outputs: Arc<Ports>,
     pub clock: Arc<dyn Clock>,
     pub metrics: TransformMetrics,
     /// Derived stream names, by (input stream, output).
@@ -92,7 +93,7 @@ impl Inline {
         id: String,
         transform: Box<dyn Transform>,
         declared: Vec<String>,
-        outputs: Outputs,
+        outputs: Arc<Ports>,
         clock: Arc<dyn Clock>,
         metrics: TransformMetrics,
     ) -> Inline {
@@ -172,7 +173,7 @@ impl Inline {
         let mut by_output: HashMap<Option<String>, Emitted> =
             emitted.into_iter().map(|e| (e.output.clone(), e)).collect();
         // Every output with targets gets its events, or the releases alone.
-        let wired: Vec<Option<String>> = self.outputs.0.keys().cloned().collect();
+        let wired: Vec<Option<String>> = self.outputs.current().0.keys().cloned().collect();
         for output in wired {
             let e = by_output.remove(&output).unwrap_or_default();
             if e.events.is_empty() && releases.is_empty() {
@@ -192,7 +193,9 @@ impl Inline {
                     Vec::new()
                 },
             };
-            deliver(self.outputs.get(output.as_deref()), batch, shutdown).await?;
+            self.outputs
+                .deliver(output.as_deref(), batch, shutdown)
+                .await?;
         }
         self.check_timers(shutdown).await;
         Ok(())
@@ -226,7 +229,10 @@ impl Inline {
             let batch = SourceBatch::unmarked(e.events);
             // At shutdown the timer's events are lost with the transform's
             // (unsaved) state: this transform is stateless by contract.
-            let _ = deliver(self.outputs.get(e.output.as_deref()), batch, shutdown).await;
+            let _ = self
+                .outputs
+                .deliver(e.output.as_deref(), batch, shutdown)
+                .await;
         }
     }
 

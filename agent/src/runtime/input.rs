@@ -6,12 +6,22 @@ use tokio::sync::watch;
 use tracing::warn;
 use weir_plugins::{AckError, BoxFuture, Record, SinkInput};
 
+use super::health::Health;
 use crate::channel::Channel;
 
 /// A sink's view of its channel.
 pub struct ChannelInput {
     pub channel: Channel,
     pub shutdown: watch::Receiver<bool>,
+    /// Where the sink's delivery failures are reported, for `/ready`.
+    pub health: Health,
+}
+
+impl Drop for ChannelInput {
+    fn drop(&mut self) {
+        // A stopped sink no longer holds the agent back from ready.
+        self.health.forget(self.channel.name());
+    }
 }
 
 impl SinkInput for ChannelInput {
@@ -40,6 +50,14 @@ impl SinkInput for ChannelInput {
 
     fn rewind(&self) {
         self.channel.rewind();
+    }
+
+    fn backlog(&self) -> (u64, u64) {
+        self.channel.backlog()
+    }
+
+    fn delivery_failing(&self, cause: Option<&str>) {
+        self.health.sink_failing(self.channel.name(), cause);
     }
 }
 

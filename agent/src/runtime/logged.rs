@@ -39,7 +39,8 @@ use weir_plugins::state::StateStore;
 use weir_plugins::{Emitted, Emitter, Mark, SendError, SourceBatch, Stream, Transform};
 
 use super::inline::TransformMetrics;
-use super::route::{deliver, is_tick, LogInput, Outputs};
+use super::ports::Ports;
+use super::route::{is_tick, LogInput};
 
 /// Key of the checkpoint record in the state database.
 const CHECKPOINT_KEY: &str = "transform_checkpoint";
@@ -158,7 +159,7 @@ pub struct Logged {
     pub transform: Box<dyn Transform>,
     pub declared: Vec<String>,
     pub input: Arc<LogInput>,
-    pub outputs: Outputs,
+    pub outputs: Arc<Ports>,
     pub state: StateStore,
     pub checkpoint_interval: Duration,
     pub metrics: TransformMetrics,
@@ -271,7 +272,9 @@ impl Logged {
         self.metrics.count(&emitted, &failures);
         let mut next_seq = cp.next_seq.clone();
         for (output, batch) in number(&self.id, emitted, &mut next_seq, cp.seq_floor) {
-            deliver(self.outputs.get(output.as_deref()), batch, shutdown).await?;
+            self.outputs
+                .deliver(output.as_deref(), batch, shutdown)
+                .await?;
         }
         cp.consumed = consumed;
         cp.next_seq = next_seq;
@@ -461,7 +464,7 @@ mod tests {
             transform: Box::new(Count(0)),
             declared: Vec::new(),
             input: Arc::new(LogInput::new(input.clone(), clock, i64::MAX)),
-            outputs,
+            outputs: super::super::ports::Ports::new("count", outputs),
             state: StateStore::open(&dir.join("state.db")).unwrap(),
             checkpoint_interval: Duration::from_secs(3600),
             metrics: TransformMetrics::new(registry, "count"),

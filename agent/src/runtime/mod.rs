@@ -1,41 +1,39 @@
-//! Running a pipeline: opening the state database and channels, wiring
-//! every component output to its targets, starting every component, and
-//! stopping in order on SIGTERM/SIGINT — sources first (they checkpoint),
-//! then transforms upstream first (stateful ones checkpoint), then sinks
-//! (they finish in-flight batches) — each within a bound.
+//! Running a pipeline: opening the state database, starting the topology
+//! (see `topology`), serving metrics and the admin socket, reloading on
+//! SIGHUP or `weir reload`, and stopping in order on SIGTERM/SIGINT —
+//! sources first (they checkpoint), then transforms upstream first
+//! (stateful ones checkpoint), then sinks (they finish in-flight batches) —
+//! each within a bound.
 
+pub mod diff;
+pub mod health;
 mod host;
 pub mod inline;
 pub mod input;
 pub mod logged;
+pub mod ports;
 pub mod route;
 mod systemd;
+pub mod tap;
 #[cfg(test)]
 mod tests;
+pub mod topology;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use weir_core::metrics::Registry;
 use weir_core::systemd::Liveness;
 use weir_plugins::state::StateStore;
-use weir_plugins::{
-    Clock, ComponentError, SinkContext, SourceContext, SystemClock, TransformContext,
-};
+use weir_plugins::{Clock, SystemClock};
 
-use crate::channel::disk::PayloadForm;
-use crate::channel::{Channel, ChannelConfig, ChannelType, FsyncPolicy};
-use crate::config::{split_input, Pipeline};
-use inline::{Inline, TransformMetrics};
-use input::{spawn_interval_sync, ChannelInput};
-use logged::Logged;
-use route::{InlineRequest, LogInput, Outputs, SourceFanout, Target};
+use crate::admin::{self, Command};
+use crate::config::Pipeline;
+use topology::{Env, Topology};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -46,6 +44,8 @@ pub struct RunOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest each stage (sources, each transform, sinks) gets to stop.
     pub shutdown_timeout: Duration,
+    /// The pipeline file, read again on a reload (none: reloads are refused).
+    pub config: Option<PathBuf>,
 }
 
 /// Why the agent could not run.
@@ -75,20 +75,17 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/weir";
 
-/// Ns between the tick records of a stateful transform's input log while
-/// events arrive: its processing-time resolution.
-const TICK_RESOLUTION: i64 = 1_000_000_000;
-/// How often a stateful transform checkpoints its state.
-const TRANSFORM_CHECKPOINT: Duration = Duration::from_secs(1);
-/// Batches waiting at an inline transform, per transform.
-const INLINE_QUEUE: usize = 4;
-
-type Done = (String, Result<(), ComponentError>);
+/// Commands from the admin socket waiting for the runtime.
+const COMMAND_QUEUE: usize = 4;
 
 /// Runs `pipeline` until `shutdown` resolves; `on_ready` gets the metrics address.
 pub async fn run(
@@ -109,6 +106,7 @@ pub async fn run(
     let _lock = host::lock_data_dir(&data_dir)?;
     let (state, damaged) = StateStore::open_or_quarantine(&data_dir.join("state.db"))?;
     let registry = Registry::new();
+    weir_core::process_metrics::register(&registry, "weir_build_info", env!("CARGO_PKG_VERSION"));
     registry
         .counter(
             "weir_state_db_quarantined_total",
@@ -117,387 +115,172 @@ pub async fn run(
         )
         .add(u64::from(damaged.is_some()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (src_stop_tx, src_stop) = watch::channel(false);
-    let (sink_stop_tx, sink_stop) = watch::channel(false);
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let health = health::Health::default();
+    let liveness = Liveness::new();
+    let mut topology = Topology::new(Env {
+        data_dir: data_dir.clone(),
+        state,
+        registry: registry.clone(),
+        clock,
+        ended: ended_tx,
+        stop_timeout: opts.shutdown_timeout,
+        health: health.clone(),
+        liveness: liveness.clone(),
+    });
+    let admin_cfg = pipeline.admin.clone();
+    let sink_failing_after = pipeline.health.sink_failing_after;
+    let counts = (
+        pipeline.sources.len(),
+        pipeline.transforms.len(),
+        pipeline.sinks.len(),
+    );
+    let pipeline = with_data_dir(pipeline, &opts);
+    if let Err(e) = topology.apply(pipeline).await {
+        topology.stop().await;
+        return Err(e);
+    }
 
-    let mut graph = Graph::open(&pipeline, &data_dir, &registry, clock.clone())?;
-    let mut sinks = start_sinks(&pipeline, &graph, &state, &registry, &sink_stop)?;
-    let mut transforms = start_transforms(&pipeline, &mut graph, &state, &registry, &clock)?;
-    let mut sources = start_sources(&pipeline, &graph, &state, &registry, &src_stop)?;
-    let channels = graph.channels.values().cloned().collect();
-    let liveness = graph.liveness.clone();
-    drop(graph);
-
+    let (stop_tx, stop) = watch::channel(false);
     let metrics_addr = match opts.metrics_listen {
-        Some(addr) => Some(host::serve_metrics(addr, registry.clone(), sink_stop.clone()).await?),
+        Some(addr) => {
+            let ready = (health.clone(), sink_failing_after);
+            Some(host::serve_metrics(addr, registry.clone(), ready, stop.clone()).await?)
+        }
         None => None,
     };
-    info!(data_dir = %data_dir.display(), sources = pipeline.sources.len(),
-        transforms = pipeline.transforms.len(), sinks = pipeline.sinks.len(), "Agent running.");
+    let (command_tx, mut commands) = mpsc::channel(COMMAND_QUEUE);
+    if admin_cfg.enabled {
+        admin::serve(
+            &admin_cfg,
+            &data_dir,
+            command_tx,
+            registry.clone(),
+            stop.clone(),
+        )
+        .await?;
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(RunError::Signal)?;
+    info!(data_dir = %data_dir.display(), sources = counts.0, transforms = counts.1, sinks = counts.2, "Agent running.");
     on_ready(metrics_addr);
-    let service = systemd::Service::start(&pipeline, channels, liveness, sink_stop.clone());
+    let service = systemd::Service::start(topology.status(), liveness, stop.clone());
 
-    // Run until asked to stop; a component that ends early is reported, the others go on.
+    // Run until asked to stop; a component that ends early is reported
+    // (by its task), the others go on.
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(done) = sources.join_next() => report("source", done),
-            Some(done) = sinks.join_next() => report("sink", done),
-            else => break,
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the pipeline.");
+                service.reloading();
+                let _ = reload(&mut topology, &opts).await;
+                service.reloaded();
+            }
+            Some(cmd) = commands.recv() => match cmd {
+                Command::Reload { reply } => {
+                    info!("Reload asked on the admin socket.");
+                    service.reloading();
+                    let _ = reply.send(reload(&mut topology, &opts).await);
+                    service.reloaded();
+                }
+                Command::Tap { component, output, rate, reply } => {
+                    let _ = reply.send(tap(&topology, &component, output, rate));
+                }
+            },
+            Some(()) = ended.recv() => {
+                if topology.all_ended() {
+                    info!("Every component has ended.");
+                    break;
+                }
+            }
         }
     }
     info!("Stopping: sources, then transforms, then sinks.");
     service.stopping();
-    let _ = src_stop_tx.send(true);
-    drain("source", &mut sources, opts.shutdown_timeout).await;
-    for t in &mut transforms {
-        t.stop(opts.shutdown_timeout).await;
-    }
-    let _ = sink_stop_tx.send(true);
-    drain("sink", &mut sinks, opts.shutdown_timeout).await;
+    topology.stop().await;
+    let _ = stop_tx.send(true);
     info!("Agent stopped.");
     Ok(())
 }
 
-/// The durable and in-process endpoints every component output can target.
-struct Graph {
-    channels: HashMap<String, Channel>,
-    logs: HashMap<String, Arc<LogInput>>,
-    inline_tx: HashMap<String, mpsc::Sender<InlineRequest>>,
-    inline_rx: HashMap<String, mpsc::Receiver<InlineRequest>>,
-    /// Times every component task's polls, for the systemd watchdog.
-    liveness: Liveness,
+/// `--data-dir` wins over the file's `data_dir`, at start and on reloads.
+fn with_data_dir(mut p: Pipeline, opts: &RunOptions) -> Pipeline {
+    if opts.data_dir.is_some() {
+        p.data_dir = opts.data_dir.clone();
+    }
+    p
 }
 
-impl Graph {
-    /// Opens every sink's channel and every transform's input.
-    fn open(
-        p: &Pipeline,
-        data_dir: &Path,
-        registry: &Registry,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Graph, RunError> {
-        let mut g = Graph {
-            channels: HashMap::new(),
-            logs: HashMap::new(),
-            inline_tx: HashMap::new(),
-            inline_rx: HashMap::new(),
-            liveness: Liveness::new(),
-        };
-        // One channel per sink: a stalled sink fills only its own.
-        for s in &p.sinks {
-            let dir = data_dir.join("spool").join(&s.id);
-            let ch = Channel::open(&s.id, &s.channel, &dir, registry).map_err(|source| {
-                RunError::Channel {
-                    component: format!("sink {}", s.id),
-                    source,
-                }
-            })?;
-            g.channels.insert(s.id.clone(), ch);
-        }
-        for t in &p.transforms {
-            if t.config.stateful() {
-                let dir = data_dir.join("transforms").join(&t.id);
-                let cfg = ChannelConfig::default();
-                let ch = Channel::open_with(&t.id, &cfg, &dir, registry, PayloadForm::Events)
-                    .map_err(|source| RunError::Channel {
-                        component: format!("transform {}", t.id),
-                        source,
-                    })?;
-                let log = LogInput::new(ch, clock.clone(), TICK_RESOLUTION);
-                g.logs.insert(t.id.clone(), Arc::new(log));
-            } else {
-                let (tx, rx) = mpsc::channel(INLINE_QUEUE);
-                g.inline_tx.insert(t.id.clone(), tx);
-                g.inline_rx.insert(t.id.clone(), rx);
+/// Reads, validates and applies the pipeline file. Returns the changes,
+/// or why nothing changed (every problem of an invalid file).
+async fn reload(topology: &mut Topology, opts: &RunOptions) -> Result<String, String> {
+    let Some(file) = &opts.config else {
+        warn!("Reload refused: the agent was not started from a pipeline file.");
+        return Err("the agent was not started from a pipeline file".to_owned());
+    };
+    let new = match crate::config::load(file) {
+        Ok(p) => with_data_dir(p, opts),
+        Err(problems) => {
+            for p in &problems.0 {
+                error!(problem = %p, "Reload refused: the pipeline is invalid; the running one goes on.");
             }
+            return Err(problems.to_string());
         }
-        Ok(g)
+    };
+    if new.data_dir != topology.pipeline().data_dir {
+        let msg = "data_dir cannot change while the agent runs; restart the agent to move it";
+        error!("Reload refused: {msg}; the running pipeline goes on.");
+        return Err(msg.to_owned());
     }
-
-    /// The durable holders (sink channels, stateful transforms' input logs)
-    /// `node`'s events reach, directly or through stateless transforms, with
-    /// whether they get the events directly (same stream names) or derived.
-    fn holders_of(&self, node: &str, p: &Pipeline, direct: bool, out: &mut Vec<(Channel, bool)>) {
-        let outputs = self.outputs_of(node, p);
-        for (port, targets) in &outputs.0 {
-            let direct = direct && port.is_none();
-            for t in targets {
-                match t {
-                    Target::Channel(ch) => out.push((ch.clone(), direct)),
-                    Target::Log(log) => out.push((log.channel.clone(), direct)),
-                    Target::Inline(_) => {}
-                }
-            }
-        }
-        for t in &p.transforms {
-            let feeds = t.inputs.iter().any(|i| split_input(i).0 == node);
-            if feeds && self.inline_tx.contains_key(&t.id) && out.len() < 10_000 {
-                self.holders_of(&t.id, p, false, out);
-            }
-        }
+    if new.admin != topology.pipeline().admin {
+        warn!("The admin socket settings changed; they apply at the next restart.");
     }
-
-    /// What every durable holder downstream of source `id` holds of its
-    /// ordered streams: the minimum across holders, a holder that lacks a
-    /// stream (or holds only events derived from it by transforms, whose
-    /// positions may cover part of a line's outputs) counting as 0.
-    fn held_by(&self, id: &str, p: &Pipeline) -> HashMap<String, u64> {
-        let mut holders = Vec::new();
-        self.holders_of(id, p, true, &mut holders);
-        if holders.is_empty() || holders.iter().any(|(ch, _)| !ch.is_durable()) {
-            return HashMap::new();
-        }
-        let prefix = format!("{id}/");
-        let per_holder: Vec<HashMap<String, u64>> = holders
-            .iter()
-            .map(|(ch, direct)| {
-                if *direct {
-                    ch.held_positions(&prefix)
-                        .into_iter()
-                        .filter(|(name, _)| !name.contains('>'))
-                        .collect()
-                } else {
-                    HashMap::new()
-                }
-            })
-            .collect();
-        let mut held = HashMap::new();
-        for (name, _) in per_holder.iter().flatten() {
-            let min = per_holder
-                .iter()
-                .map(|h| h.get(name).copied().unwrap_or(0))
-                .min()
-                .unwrap_or(0);
-            if min > 0 {
-                held.insert(name.clone(), min);
-            }
-        }
-        held
+    if new.health != topology.pipeline().health {
+        warn!("The health settings changed; they apply at the next restart.");
     }
-
-    /// Where each output of component `node` goes.
-    fn outputs_of(&self, node: &str, p: &Pipeline) -> Outputs {
-        let mut out = Outputs::default();
-        let wanted = |inputs: &[String]| -> Vec<Option<String>> {
-            inputs
-                .iter()
-                .filter_map(|i| match split_input(i) {
-                    (n, port) if n == node => Some(port.map(str::to_owned)),
-                    _ => None,
-                })
-                .collect()
-        };
-        for s in &p.sinks {
-            for port in wanted(&s.inputs) {
-                if let Some(ch) = self.channels.get(&s.id) {
-                    out.0
-                        .entry(port)
-                        .or_default()
-                        .push(Target::Channel(ch.clone()));
-                }
-            }
+    match topology.apply(new).await {
+        Ok(diff) => {
+            info!(changes = %diff.summary(), "Reloaded the pipeline.");
+            Ok(diff.summary())
         }
-        for t in &p.transforms {
-            for port in wanted(&t.inputs) {
-                let target = match (self.logs.get(&t.id), self.inline_tx.get(&t.id)) {
-                    (Some(log), _) => Target::Log(log.clone()),
-                    (None, Some(tx)) => Target::Inline(tx.clone()),
-                    (None, None) => continue,
-                };
-                out.0.entry(port).or_default().push(target);
-            }
-        }
-        out
-    }
-}
-
-fn start_sinks(
-    p: &Pipeline,
-    g: &Graph,
-    state: &StateStore,
-    registry: &Registry,
-    stop: &watch::Receiver<bool>,
-) -> Result<JoinSet<Done>, RunError> {
-    let mut set = JoinSet::new();
-    let host: Arc<str> = p.host.clone().unwrap_or_else(host::hostname).into();
-    for s in &p.sinks {
-        let Some(ch) = g.channels.get(&s.id).cloned() else {
-            continue;
-        };
-        if s.channel.kind == ChannelType::Disk && s.channel.fsync() == FsyncPolicy::Interval {
-            spawn_interval_sync(ch.clone(), s.channel.fsync_interval(), stop.clone());
-        }
-        let ctx = SinkContext {
-            id: s.id.clone(),
-            host: host.clone(),
-            input: Arc::new(ChannelInput {
-                channel: ch,
-                shutdown: stop.clone(),
-            }),
-            state: state.clone(),
-            shutdown: stop.clone(),
-            metrics: registry.clone(),
-        };
-        let task = s.config.build(ctx).map_err(|source| RunError::Build {
-            component: format!("sink {}", s.id),
-            source,
-        })?;
-        let id = s.id.clone();
-        let task = g.liveness.watch(format!("sink {id}"), task);
-        set.spawn(async move { (id, task.await) });
-    }
-    Ok(set)
-}
-
-/// A running transform and how to stop it.
-struct RunningTransform {
-    id: String,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningTransform {
-    async fn stop(&mut self, timeout: Duration) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(timeout, &mut self.task).await.is_err() {
-            warn!(transform = %self.id, "Transform did not stop in time; aborting it (stateful ones resume from their last checkpoint).");
-            self.task.abort();
+        Err(e) => {
+            error!(error = %e, "Reload failed part way; the components started so far run.");
+            Err(e.to_string())
         }
     }
 }
 
-/// Starts every transform; returns them upstream first (the order to stop them in).
-fn start_transforms(
-    p: &Pipeline,
-    g: &mut Graph,
-    state: &StateStore,
-    registry: &Registry,
-    clock: &Arc<dyn Clock>,
-) -> Result<Vec<RunningTransform>, RunError> {
-    // The receivers move into the tasks; the graph keeps only senders.
-    let mut inline_rx = std::mem::take(&mut g.inline_rx);
-    let mut running = Vec::new();
-    for id in p.transform_order() {
-        let Some(t) = p.transforms.iter().find(|t| t.id == id) else {
-            continue;
-        };
-        let ctx = TransformContext {
-            id: t.id.clone(),
-            metrics: registry.clone(),
-        };
-        let transform = t.config.build(ctx).map_err(|source| RunError::Build {
-            component: format!("transform {}", t.id),
-            source,
-        })?;
-        let outputs = g.outputs_of(&t.id, p);
-        let metrics = TransformMetrics::new(registry, &t.id);
-        let declared = t.config.outputs();
-        let (stop_tx, stop) = watch::channel(false);
-        let task = if let Some(input) = g.logs.get(&t.id) {
-            let logged = Logged {
-                id: t.id.clone(),
-                transform,
-                declared,
-                input: input.clone(),
-                outputs,
-                state: state.clone(),
-                checkpoint_interval: TRANSFORM_CHECKPOINT,
-                metrics,
-            };
-            let name = format!("transform {}", t.id);
-            tokio::spawn(g.liveness.watch(name, logged.run(stop.clone(), stop)))
-        } else {
-            let Some(rx) = inline_rx.remove(&t.id) else {
-                continue;
-            };
-            let inline = Inline::new(
-                t.id.clone(),
-                transform,
-                declared,
-                outputs,
-                clock.clone(),
-                metrics,
-            );
-            let name = format!("transform {}", t.id);
-            tokio::spawn(g.liveness.watch(name, inline.run(rx, stop.clone(), stop)))
-        };
-        running.push(RunningTransform {
-            id: t.id.clone(),
-            stop: stop_tx,
-            task,
-        });
-    }
-    Ok(running)
-}
-
-fn start_sources(
-    p: &Pipeline,
-    g: &Graph,
-    state: &StateStore,
-    registry: &Registry,
-    stop: &watch::Receiver<bool>,
-) -> Result<JoinSet<Done>, RunError> {
-    let host: Arc<str> = p.host.clone().unwrap_or_else(host::hostname).into();
-    let mut set = JoinSet::new();
-    for src in &p.sources {
-        let outputs = g.outputs_of(&src.id, p);
-        if outputs.is_empty() {
-            warn!(source = %src.id, "Nothing reads this source; it is not started.");
-            continue;
-        }
-        let output = Arc::new(SourceFanout {
-            id: src.id.clone(),
-            outputs,
-            shutdown: stop.clone(),
-            events: registry.counter(
-                "weir_component_sent_events_total",
-                "Events a source handed to its channels.",
-                &[("component", src.id.as_str())],
-            ),
-        });
-        let ctx = SourceContext {
-            id: src.id.clone(),
-            host: host.clone(),
-            output,
-            state: state.clone(),
-            shutdown: stop.clone(),
-            metrics: registry.clone(),
-            held: g.held_by(&src.id, p),
-        };
-        let task = src.config.build(ctx).map_err(|source| RunError::Build {
-            component: format!("source {}", src.id),
-            source,
-        })?;
-        let id = src.id.clone();
-        let task = g.liveness.watch(format!("source {id}"), task);
-        set.spawn(async move { (id, task.await) });
-    }
-    Ok(set)
-}
-
-fn report(kind: &str, done: Result<Done, tokio::task::JoinError>) {
-    match done {
-        Ok((id, Ok(()))) => info!(kind, component = %id, "Component finished."),
-        Ok((id, Err(e))) => {
-            error!(kind, component = %id, error = %e, "Component failed; the rest of the pipeline keeps running.")
-        }
-        Err(e) => error!(kind, error = %e, "Component task panicked."),
-    }
-}
-
-async fn drain(kind: &str, set: &mut JoinSet<Done>, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !set.is_empty() {
-        match tokio::time::timeout_at(deadline, set.join_next()).await {
-            Ok(Some(done)) => report(kind, done),
-            Ok(None) => break,
-            Err(_) => {
-                warn!(kind, remaining = set.len(), "Components did not stop in time; aborting them (their data stays in the channels).");
-                set.abort_all();
-                break;
-            }
+/// Attaches a tap to `component`'s `output`.
+fn tap(
+    topology: &Topology,
+    component: &str,
+    output: Option<String>,
+    rate: u32,
+) -> Result<(tap::TapFeed, std::sync::Weak<ports::Ports>), String> {
+    let p = topology.pipeline();
+    let declared = if let Some(s) = p.sources.iter().find(|s| s.id == component) {
+        s.config.outputs()
+    } else if let Some(t) = p.transforms.iter().find(|t| t.id == component) {
+        t.config.outputs()
+    } else if p.sinks.iter().any(|s| s.id == component) {
+        return Err(format!(
+            "`{component}` is a sink; sinks have no outputs: tap the component that feeds it"
+        ));
+    } else {
+        return Err(format!(
+            "no source or transform named `{component}` is running"
+        ));
+    };
+    if let Some(o) = &output {
+        if o != weir_plugins::ERRORS_OUTPUT && !declared.contains(o) {
+            return Err(format!("`{component}` has no output `{o}`"));
         }
     }
+    let Some(ports) = topology.ports(component) else {
+        return Err(format!("`{component}` is not running"));
+    };
+    let feed = ports.taps.attach(output, rate).map_err(|e| e.to_string())?;
+    Ok((feed, Arc::downgrade(&ports)))
 }

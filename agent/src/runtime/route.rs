@@ -15,6 +15,7 @@ use weir_core::metrics::Counter;
 use weir_core::{Event, Metadata};
 use weir_plugins::{BoxFuture, Clock, SendError, SourceBatch, SourceOutput, Stream};
 
+use super::ports::Ports;
 use crate::channel::Channel;
 
 /// A request to an inline transform: a batch, and where to say it is delivered.
@@ -167,9 +168,23 @@ pub fn derived_stream(input: &Stream, component: &str, output: Option<&str>) -> 
 /// A source's outputs, as the source sees them.
 pub struct SourceFanout {
     pub id: String,
-    pub outputs: Outputs,
+    pub outputs: Arc<Ports>,
     pub shutdown: watch::Receiver<bool>,
+    /// Events delivered on the default output.
     pub events: Counter,
+    /// The source's registry view, for the counters of named outputs.
+    pub metrics: weir_core::metrics::Registry,
+}
+
+impl SourceFanout {
+    /// The counter of events the source handed to its channels on `output`.
+    pub fn sent_counter(metrics: &weir_core::metrics::Registry, output: &str) -> Counter {
+        metrics.counter(
+            "weir_source_sent_events_total",
+            "Events a source handed to the channels downstream, by output.",
+            &[("output", output)],
+        )
+    }
 }
 
 impl SourceOutput for SourceFanout {
@@ -177,7 +192,7 @@ impl SourceOutput for SourceFanout {
         Box::pin(async move {
             let n = batch.events.len() as u64;
             let mut shutdown = self.shutdown.clone();
-            deliver(self.outputs.get(None), batch, &mut shutdown).await?;
+            self.outputs.deliver(None, batch, &mut shutdown).await?;
             self.events.add(n);
             Ok(())
         })
@@ -192,8 +207,13 @@ impl SourceOutput for SourceFanout {
             if let Some(s) = &batch.stream {
                 batch.stream = Some(derived_stream(s, &self.id, Some(output)));
             }
+            let n = batch.events.len() as u64;
             let mut shutdown = self.shutdown.clone();
-            deliver(self.outputs.get(Some(output)), batch, &mut shutdown).await
+            self.outputs
+                .deliver(Some(output), batch, &mut shutdown)
+                .await?;
+            Self::sent_counter(&self.metrics, output).add(n);
+            Ok(())
         })
     }
 }

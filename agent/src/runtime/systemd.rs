@@ -4,7 +4,7 @@
 //! wedged (see [`weir_core::systemd::Liveness`]), and `STOPPING=1` on the
 //! way out. Nothing happens when the agent does not run under systemd.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use weir_core::systemd::{spawn_watchdog, watchdog_timeout_from_env, Liveness, Notifier};
@@ -15,32 +15,51 @@ use crate::config::Pipeline;
 /// The agent's link to its service manager.
 pub(super) struct Service {
     notifier: Option<Arc<Notifier>>,
+    status: Status,
 }
 
 impl Service {
     /// Reports readiness and starts the watchdog (until `stop`), when
     /// `NOTIFY_SOCKET` is set.
     pub(super) fn start(
-        p: &Pipeline,
-        channels: Vec<Channel>,
+        status: Status,
         liveness: Liveness,
         stop: watch::Receiver<bool>,
     ) -> Service {
         let Some(notifier) = Notifier::from_env().map(Arc::new) else {
-            return Service { notifier: None };
+            return Service {
+                notifier: None,
+                status,
+            };
         };
-        let shape = shape(p);
-        let status = move || summary(&shape, &channels);
-        notifier.ready(&status());
+        let kept = status.clone();
+        let line = move || kept.line();
+        notifier.ready(&line());
         spawn_watchdog(
             notifier.clone(),
             liveness,
             watchdog_timeout_from_env(),
-            status,
+            line,
             stop,
         );
         Service {
             notifier: Some(notifier),
+            status,
+        }
+    }
+
+    /// Tells the manager a reload started (`systemctl reload` waits for
+    /// [`Service::reloaded`]).
+    pub(super) fn reloading(&self) {
+        if let Some(n) = &self.notifier {
+            n.reloading();
+        }
+    }
+
+    /// Tells the manager the reload ended (applied or refused: the agent runs either way).
+    pub(super) fn reloaded(&self) {
+        if let Some(n) = &self.notifier {
+            n.ready(&self.status.line());
         }
     }
 
@@ -49,6 +68,24 @@ impl Service {
         if let Some(n) = &self.notifier {
             n.stopping("stopping: sources, then transforms, then sinks");
         }
+    }
+}
+
+/// The pipeline's shape and its sinks' channels, for `STATUS=`; the
+/// topology updates it on every reload.
+#[derive(Clone, Default)]
+pub struct Status(Arc<Mutex<(String, Vec<Channel>)>>);
+
+impl Status {
+    /// Records what runs now.
+    pub fn set(&self, p: &Pipeline, channels: Vec<Channel>) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *s = (shape(p), channels);
+    }
+
+    fn line(&self) -> String {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        summary(&s.0, &s.1)
     }
 }
 
@@ -64,7 +101,7 @@ fn shape(p: &Pipeline) -> String {
 
 /// `3 sources, 2 sinks, backlog 1.2k events`.
 fn summary(shape: &str, channels: &[Channel]) -> String {
-    let backlog: u64 = channels.iter().map(Channel::backlog_records).sum();
+    let backlog: u64 = channels.iter().map(|c| c.backlog().0).sum();
     format!("{shape}, backlog {} events", short(backlog))
 }
 
@@ -94,9 +131,8 @@ mod tests {
     fn summary_names_the_pipeline_shape_and_backlog() {
         let yaml = "sources:\n  a: { type: file, include: [/tmp/a.log] }\n  b: { type: file, include: [/tmp/b.log] }\nsinks:\n  out: { type: stdout, inputs: [a, b] }\n";
         let p = crate::config::parse(std::path::Path::new("p.yaml"), yaml).unwrap();
-        assert_eq!(
-            summary(&shape(&p), &[]),
-            "2 sources, 1 sink, backlog 0 events"
-        );
+        let status = Status::default();
+        status.set(&p, Vec::new());
+        assert_eq!(status.line(), "2 sources, 1 sink, backlog 0 events");
     }
 }

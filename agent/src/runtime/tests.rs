@@ -16,6 +16,7 @@ use weir_plugins::{
 
 use super::inline::{Inline, TransformMetrics};
 use super::logged::Logged;
+use super::ports::Ports;
 use super::route::{deliver, LogInput, Outputs, Target};
 use crate::channel::disk::PayloadForm;
 use crate::channel::{Channel, ChannelConfig};
@@ -125,7 +126,7 @@ fn start_inline(
         "split".into(),
         Box::new(Split),
         Vec::new(),
-        outputs,
+        Ports::new("split", outputs),
         clock,
         TransformMetrics::new(&Registry::new(), "split"),
     );
@@ -277,7 +278,7 @@ fn start_logged(
         transform: Box::new(Sum3::default()),
         declared: Vec::new(),
         input: log.clone(),
-        outputs,
+        outputs: Ports::new("sum", outputs),
         state: state.clone(),
         checkpoint_interval: checkpoint,
         metrics: TransformMetrics::new(&Registry::new(), "sum"),
@@ -385,7 +386,7 @@ async fn a_stateful_transform_s_failures_reach_its_errors_output_once() {
         transform: Box::new(Sum3::default()),
         declared: Vec::new(),
         input: log.clone(),
-        outputs,
+        outputs: Ports::new("sum", outputs),
         state: state.clone(),
         checkpoint_interval: Duration::ZERO,
         metrics: TransformMetrics::new(&Registry::new(), "sum"),

@@ -168,6 +168,7 @@ fn advance_fires_each_timer_at_its_due_time() {
         type_name: "ticker".into(),
         inputs: vec!["app".into()],
         config: Box::new(TickerConfig),
+        raw: serde_yaml::Value::Null,
     });
     let mut g = Graph::new(&p, 1_000).unwrap();
     g.emit_from(

@@ -70,6 +70,10 @@ pub struct CollectorConfig {
     /// The Kafka wire-protocol listener (off unless `kafka.listen` is set).
     #[serde(default)]
     pub kafka: crate::kafka::KafkaConfig,
+    /// How often the collector checks that `data_dir` takes a write and an
+    /// fsync; `/ready` answers 503 from a failed check until one succeeds.
+    #[serde(default = "default_storage_probe_interval", with = "duration")]
+    pub storage_probe_interval: Duration,
 }
 
 /// An accepted range of record timestamps, as RFC 3339 times.
@@ -222,6 +226,9 @@ fn default_segment_bytes() -> ByteSize {
 }
 fn default_fsync_interval() -> Duration {
     Duration::from_millis(50)
+}
+fn default_storage_probe_interval() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_request_bytes() -> ByteSize {
     ByteSize(16 << 20)

@@ -213,6 +213,13 @@ fn check_values(c: &mut Checker, cfg: &CollectorConfig) {
     const GIB: u64 = 1 << 30;
     let l = &cfg.limits;
     duration_in(c, "fsync_interval", cfg.fsync_interval, MS, 10 * S);
+    duration_in(
+        c,
+        "storage_probe_interval",
+        cfg.storage_probe_interval,
+        10 * MS,
+        3600 * S,
+    );
     duration_in(c, "limits.busy_wait", l.busy_wait, MS, 60 * S);
     duration_in(
         c,

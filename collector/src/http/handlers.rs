@@ -390,3 +390,30 @@ pub async fn metrics(State(s): State<Arc<AppState>>, Caller(_who): Caller) -> Re
     )
         .into_response()
 }
+
+/// `200 ready` while storage takes writes; `503` with the reason otherwise.
+pub async fn ready(State(s): State<Arc<AppState>>) -> Response {
+    match s.service.observed().not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Times every request and counts it by route pattern and status.
+pub async fn observe(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = crate::metrics::route_of(req.uri().path());
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    let o = s.service.observed();
+    o.request_latency(route).observe_since(start);
+    o.answered(route, res.status().as_u16());
+    res
+}

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::handlers::{self, Outcome};
+use super::protocol::ApiKey;
 use super::{codec, sasl, Broker};
 use crate::auth::{Acl, Principal};
 use crate::limits::Reservation;
@@ -131,6 +132,10 @@ pub async fn serve<S>(
             }
         }
         let frame = Bytes::from(frame);
+        let started = std::time::Instant::now();
+        let api = frame
+            .get(..2)
+            .and_then(|k| ApiKey::from_i16(i16::from_be_bytes([k[0], k[1]])));
         let outcome = if sess.sasl == Sasl::RawNext {
             match sasl::raw(&broker, &mut sess, &frame) {
                 Some(answer) => Outcome::Respond(answer, Reservation::default()),
@@ -139,6 +144,11 @@ pub async fn serve<S>(
         } else {
             handlers::handle(&broker, &mut sess, frame).await
         };
+        if let Some(api) = api {
+            // Long-poll fetches include their wait, as on HTTP.
+            let observed = broker.service.observed();
+            observed.request_latency(api.route()).observe_since(started);
+        }
         match outcome {
             Outcome::Silent => {}
             Outcome::Respond(bytes, _answer_memory) => {

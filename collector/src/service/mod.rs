@@ -237,8 +237,6 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
-    /// For `weir_collector_rejected_batches_total{reason}`, one series per kind.
-    metrics: Metrics,
 }
 
 impl Counters {
@@ -256,19 +254,7 @@ impl Counters {
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
             ),
-            metrics: m.clone(),
         }
-    }
-
-    /// Counts one refused batch under its reason (the wire name of its kind).
-    fn rejected(&self, kind: ErrorKind) {
-        self.metrics
-            .counter(
-                "weir_collector_rejected_batches_total",
-                "Batches refused, by reason (the error kind answered: corrupt_batch, storage_error, ...).",
-                &[("reason", kind.as_str())],
-            )
-            .inc();
     }
 }
 
@@ -284,6 +270,8 @@ pub struct Service {
     /// topic cannot interleave.
     create_lock: Mutex<()>,
     counters: Counters,
+    /// Labelled metrics and the storage probe (`crate::metrics`).
+    observed: Arc<crate::metrics::Observed>,
     /// Set when the collector starts shutting down: long-polls end at once.
     draining: watch::Receiver<bool>,
 }
@@ -298,7 +286,10 @@ impl Service {
         draining: watch::Receiver<bool>,
     ) -> std::io::Result<Arc<Service>> {
         let producers = producers::Registry::open(&store.config().data_dir)?;
+        let observed =
+            crate::metrics::Observed::register(metrics, &store, &store.config().data_dir);
         Ok(Arc::new(Service {
+            observed,
             store,
             groups,
             producers,
@@ -318,6 +309,11 @@ impl Service {
     /// Whether the collector is shutting down (long waits end).
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()
+    }
+
+    /// Labelled metrics, request latencies and storage readiness.
+    pub fn observed(&self) -> &Arc<crate::metrics::Observed> {
+        &self.observed
     }
 
     /// The store (for shutdown sync and retention).

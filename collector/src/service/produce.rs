@@ -79,7 +79,7 @@ impl Service {
             Err(e) => {
                 // Every batch of a refused request is refused with it.
                 for _ in &req.partitions {
-                    self.counters.rejected(e.kind());
+                    self.observed.rejected(e.kind());
                 }
                 warn!(principal = who.name(), topic = %req.topic, error = %e, "Refused a produce request.");
                 return Err(e);
@@ -88,6 +88,7 @@ impl Service {
         let mut out = Vec::with_capacity(req.partitions.len());
         for pb in req.partitions {
             let partition = pb.partition;
+            let header = weir_core::batch::BatchHeader::parse(&pb.batch).ok();
             let result = match topic.partitions.get(partition as usize) {
                 None => Err(ServiceError::UnknownPartition {
                     topic: req.topic.clone(),
@@ -95,8 +96,11 @@ impl Service {
                 }),
                 Some(p) => self.produce_one(who, p.clone(), pb.batch, req.acks).await,
             };
+            if let (Ok(_), Some(h)) = (&result, &header) {
+                self.observed.produced(&req.topic, partition, h);
+            }
             if let Err(e) = &result {
-                self.counters.rejected(e.kind());
+                self.observed.rejected(e.kind());
                 if matches!(e, ServiceError::Conflict { .. }) {
                     self.counters.conflicts.inc();
                     error!(principal = who.name(), topic = %req.topic, partition, error = %e, "Refused a batch that conflicts with one already in the log.");

@@ -70,6 +70,15 @@ impl Notifier {
         self.send_logged("WATCHDOG=1");
     }
 
+    /// `RELOADING=1` with the monotonic time systemd asks for (253 and
+    /// later): a reload started; [`Notifier::ready`] ends it.
+    pub fn reloading(&self) {
+        self.send_logged(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the pipeline",
+            monotonic_usec()
+        ));
+    }
+
     /// `STOPPING=1`: the service is shutting down.
     pub fn stopping(&self, status: &str) {
         self.send_logged(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
@@ -111,6 +120,20 @@ pub fn watchdog_timeout_from_env() -> Option<Duration> {
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then_some(Duration::from_micros(usec))
+}
+
+/// CLOCK_MONOTONIC in microseconds (what `MONOTONIC_USEC=` carries).
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
 
 #[cfg(test)]

@@ -78,6 +78,17 @@ pub trait SinkInput: Send + Sync {
     fn ack(&self, end_id: u64) -> BoxFuture<'_, Result<(), AckError>>;
     /// Reads again from the first unacknowledged record.
     fn rewind(&self);
+    /// What the channel holds that the sink has not acknowledged:
+    /// (events, bytes). For logs and status; (0, 0) when unknown.
+    fn backlog(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    /// Tells the runtime that deliveries are failing (`Some(cause)`, from
+    /// the first failure of an outage and when the cause changes) or work
+    /// again (`None`). The agent's `/ready` turns false when a sink has been
+    /// failing longer than `health.sink_failing_after`. Sinks call it
+    /// through `sinks::delivery::Delivery`.
+    fn delivery_failing(&self, _cause: Option<&str>) {}
 }
 
 #[cfg(test)]

@@ -56,11 +56,7 @@ pub async fn run(
     enc: LineEncoding,
     mut write: impl FnMut(&[u8]) -> std::io::Result<()> + Send,
 ) -> Result<(), ComponentError> {
-    let events = ctx.metrics.counter(
-        "weir_sink_events_total",
-        "Events a sink delivered and acknowledged.",
-        &[("component", ctx.id.as_str())],
-    );
+    let delivery = crate::sinks::delivery::Delivery::new(&ctx);
     let mut buf = Vec::new();
     loop {
         let Some(batch) = ctx.input.next_batch(4096, 4 << 20, None).await else {
@@ -74,20 +70,29 @@ pub async fn run(
             encode(r, enc, &mut buf);
         }
         let mut backoff = std::time::Duration::from_millis(100);
-        while let Err(e) = write(&buf) {
-            warn!(sink = %ctx.id, error = %e, "Write failed; retrying.");
+        loop {
+            delivery.sent_events.add(batch.len() as u64);
+            delivery.sent_bytes.add(buf.len() as u64);
+            let Err(e) = write(&buf) else { break };
+            delivery.failed(
+                weir_core::errors::reason(&e),
+                &weir_core::errors::chain(&e),
+                backoff,
+            );
             if *ctx.shutdown.borrow() {
                 return Ok(());
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
         }
+        delivery.delivered();
         if let Err(e) = ctx.input.ack(end).await {
             // Retried by the next acknowledgement; at worst this batch is
             // written again after a crash (at least once).
             warn!(sink = %ctx.id, error = %e, "Acknowledgement not persisted; will retry.");
         }
-        events.add(batch.len() as u64);
+        delivery.acked_events.add(batch.len() as u64);
+        delivery.acked_bytes.add(buf.len() as u64);
     }
 }
 

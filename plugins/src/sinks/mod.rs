@@ -2,6 +2,7 @@
 
 #[cfg(feature = "sink-collector")]
 pub mod collector;
+pub mod delivery;
 #[cfg(feature = "sink-file")]
 pub mod file;
 #[cfg(any(feature = "sink-file", feature = "sink-stdout"))]

@@ -278,8 +278,9 @@ impl DiskSpool {
         };
         let total_bytes = segments.iter().map(|s| s.size).sum();
         let unacked = next_id.saturating_sub(acked);
-        metrics.bytes.set(total_bytes as i64);
+        metrics.disk_bytes.set(total_bytes as i64);
         metrics.records.set(unacked as i64);
+        seed_backlog(&metrics, &segments, acked);
         if unacked > 0 {
             info!(dir = %dir.display(), records = unacked, bytes = total_bytes, "Spool has unacknowledged records from a previous run; resuming.");
         }
@@ -497,8 +498,10 @@ impl DiskSpool {
             last.size = w.size;
             last.end_id = end_id;
         }
-        self.metrics.bytes.set(s.total_bytes as i64);
+        self.metrics.disk_bytes.set(s.total_bytes as i64);
         self.metrics.records.add(added as i64);
+        self.metrics
+            .appended(end_id - added, end_id, data.len() as u64);
         Ok(())
     }
 
@@ -534,9 +537,10 @@ impl DiskSpool {
             out.dropped_oldest += lost;
             self.metrics.dropped_oldest.add(lost);
             self.metrics.records.add(-(lost as i64));
+            self.metrics.released(s.acked);
             warn!(dir = %self.dir.display(), records = lost, "Spool full: dropped the oldest segment (when_full: drop_oldest).");
         }
-        self.metrics.bytes.set(s.total_bytes as i64);
+        self.metrics.disk_bytes.set(s.total_bytes as i64);
         s.total_bytes + already + need <= self.opts.max_bytes
     }
 
@@ -620,6 +624,7 @@ impl DiskSpool {
         }
         self.metrics.records.add(-(newly as i64));
         self.metrics.events_out.add(newly);
+        self.metrics.released(end_id);
         let mut freed = 0;
         while s.segments.len() > 1 && s.segments[0].end_id <= end_id {
             let Some(old) = s.segments.pop_front() else {
@@ -631,9 +636,25 @@ impl DiskSpool {
             freed += old.size;
             s.total_bytes -= old.size;
         }
-        self.metrics.bytes.set(s.total_bytes as i64);
+        self.metrics.disk_bytes.set(s.total_bytes as i64);
         Ok(freed)
     }
+}
+
+/// Seeds the backlog with the segments found at open: their records count
+/// from when each segment was last written (the best a restart can know).
+fn seed_backlog(metrics: &ChannelMetrics, segments: &VecDeque<SegMeta>, acked: u64) {
+    let mut b = metrics.backlog.lock().unwrap_or_else(|p| p.into_inner());
+    let now = super::backlog::now();
+    for s in segments {
+        let at = fs::metadata(&s.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now, |d| d.as_secs_f64());
+        b.added(s.first_id, s.end_id, s.size, at);
+    }
+    b.acked(acked);
 }
 
 mod read;

@@ -92,6 +92,32 @@ impl ApiKey {
         ApiKey::SaslAuthenticate,
     ];
 
+    /// The metric label of this API (`kafka:Produce`, ...): a bounded set.
+    pub fn route(self) -> &'static str {
+        use ApiKey::*;
+        match self {
+            Produce => "kafka:Produce",
+            Fetch => "kafka:Fetch",
+            ListOffsets => "kafka:ListOffsets",
+            Metadata => "kafka:Metadata",
+            OffsetCommit => "kafka:OffsetCommit",
+            OffsetFetch => "kafka:OffsetFetch",
+            FindCoordinator => "kafka:FindCoordinator",
+            JoinGroup => "kafka:JoinGroup",
+            Heartbeat => "kafka:Heartbeat",
+            LeaveGroup => "kafka:LeaveGroup",
+            SyncGroup => "kafka:SyncGroup",
+            DescribeGroups => "kafka:DescribeGroups",
+            ListGroups => "kafka:ListGroups",
+            SaslHandshake => "kafka:SaslHandshake",
+            ApiVersions => "kafka:ApiVersions",
+            CreateTopics => "kafka:CreateTopics",
+            InitProducerId => "kafka:InitProducerId",
+            DescribeConfigs => "kafka:DescribeConfigs",
+            SaslAuthenticate => "kafka:SaslAuthenticate",
+        }
+    }
+
     /// The API of a request's key, if it is one we answer.
     pub fn from_i16(key: i16) -> Option<ApiKey> {
         ApiKey::ALL.into_iter().find(|k| *k as i16 == key)

@@ -27,6 +27,7 @@ use journal::{Entry, Journal, Producer};
 use send::{Outcome, Sender};
 
 use crate::component::{BuildError, ComponentError, Record, SinkConfig, SinkContext, Task};
+use crate::sinks::delivery::Delivery;
 
 impl SinkConfig for CollectorSinkConfig {
     fn problems(&self) -> Vec<String> {
@@ -38,10 +39,13 @@ impl SinkConfig for CollectorSinkConfig {
         if !problems.is_empty() {
             return Err(BuildError::Config(problems));
         }
-        let sender = Sender::new(self, &ctx).map_err(|e| BuildError::Setup(e.to_string()))?;
+        let delivery = Delivery::new(&ctx);
+        let sender = Sender::new(self, &ctx, delivery.clone())
+            .map_err(|e| BuildError::Setup(e.to_string()))?;
         let sink = CollectorSink {
             cfg: self.clone(),
             ctx,
+            delivery,
             sender: Arc::new(sender),
             journal: Journal::default(),
             buffer: VecDeque::new(),
@@ -54,6 +58,7 @@ impl SinkConfig for CollectorSinkConfig {
 struct CollectorSink {
     cfg: CollectorSinkConfig,
     ctx: SinkContext,
+    delivery: Arc<Delivery>,
     sender: Arc<Sender>,
     journal: Journal,
     /// Records read from the channel and not yet put in a batch.
@@ -245,7 +250,6 @@ impl CollectorSink {
             self.producer(),
             self.cfg.compression,
         );
-        let count = events.len();
         let batches =
             blocking(move || send::encode_entry(&e, partitions, producer, &events, compression))
                 .await?;
@@ -256,7 +260,6 @@ impl CollectorSink {
         let task = self.sender.spawn(
             entry.clone(),
             batches,
-            count,
             acked.clone(),
             self.ctx.shutdown.clone(),
         );
@@ -416,14 +419,19 @@ impl CollectorSink {
             {
                 Ok(info) if !info.partitions.is_empty() => {
                     info!(sink = %self.ctx.id, topic = %self.cfg.topic, partitions = info.partitions.len(), "Collector reachable.");
+                    self.delivery.delivered();
                     return Some(info.partitions.len() as u32);
                 }
-                Ok(_) => {
-                    warn!(sink = %self.ctx.id, "Collector reported a topic without partitions; retrying.")
-                }
-                Err(e) => {
-                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Collector unreachable; events stay in the channel.")
-                }
+                Ok(_) => self.delivery.failed(
+                    "invalid_answer",
+                    "the collector reported a topic without partitions",
+                    backoff,
+                ),
+                Err(e) => self.delivery.failed(
+                    e.reason(),
+                    &format!("collector unreachable: {e}"),
+                    backoff,
+                ),
             }
             tokio::select! {
                 _ = tokio::time::sleep(send::jitter(backoff)) => {}
@@ -474,9 +482,11 @@ impl CollectorSink {
                 Err(send::HttpError::Status { status, body }) if status == 401 || status == 403 => {
                     error!(sink = %self.ctx.id, status, answer = %body, retry_in = ?backoff, "The collector refuses our credentials; check `token` or the client certificate and the collector's principals.");
                 }
-                Err(e) => {
-                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Could not get a producer identity from the collector; retrying.");
-                }
+                Err(e) => self.delivery.failed(
+                    e.reason(),
+                    &format!("could not get a producer identity: {e}"),
+                    backoff,
+                ),
             }
             tokio::select! {
                 _ = tokio::time::sleep(send::jitter(backoff)) => {}
@@ -501,9 +511,11 @@ impl CollectorSink {
         let positions = loop {
             match self.sender.get_json::<Vec<ProducerPosition>>(&path).await {
                 Ok(p) => break p,
-                Err(e) => {
-                    warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Could not read the old producer id's position; retrying.")
-                }
+                Err(e) => self.delivery.failed(
+                    e.reason(),
+                    &format!("could not read the old producer id's position: {e}"),
+                    backoff,
+                ),
             }
             tokio::select! {
                 _ = tokio::time::sleep(send::jitter(backoff)) => {}

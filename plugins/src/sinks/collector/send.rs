@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use tracing::{error, warn};
+use tracing::error;
 use weir_core::http_client::{self, ClientError};
 use weir_core::metrics::Counter;
 use weir_core::protocol::{ApiError, ErrorKind, ProduceAck};
@@ -18,6 +18,7 @@ use super::config::CollectorSinkConfig;
 use super::journal::{Entry, Producer};
 use super::partition_of;
 use crate::component::{Record, SinkContext};
+use crate::sinks::delivery::{self, Delivery};
 
 /// How a batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +46,8 @@ pub struct Sender {
     initial_backoff: Duration,
     max_backoff: Duration,
     sink: String,
-    events: Counter,
+    delivery: Arc<Delivery>,
     batches: Counter,
-    bytes: Counter,
-    retries: Counter,
     duplicates: Counter,
     conflicts: Counter,
 }
@@ -64,9 +63,24 @@ pub enum HttpError {
     Decode(String),
 }
 
+impl HttpError {
+    /// A short reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HttpError::Request(e) => e.reason(),
+            HttpError::Status { .. } => delivery::HTTP_STATUS,
+            HttpError::Decode(_) => "invalid_answer",
+        }
+    }
+}
+
 impl Sender {
     /// A sender for the sink configured by `cfg`.
-    pub fn new(cfg: &CollectorSinkConfig, ctx: &SinkContext) -> Result<Sender, ClientError> {
+    pub fn new(
+        cfg: &CollectorSinkConfig,
+        ctx: &SinkContext,
+        delivery: Arc<Delivery>,
+    ) -> Result<Sender, ClientError> {
         let tls = cfg.tls.as_ref().map(|t| t.client()).unwrap_or_default();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = &cfg.token {
@@ -83,7 +97,6 @@ impl Sender {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Build(http_client::chain(&e)))?;
-        let l = [("component", ctx.id.as_str())];
         let r = &ctx.metrics;
         Ok(Sender {
             client,
@@ -92,31 +105,21 @@ impl Sender {
             initial_backoff: cfg.initial_backoff,
             max_backoff: cfg.max_backoff,
             sink: ctx.id.clone(),
-            events: r.counter(
-                "weir_sink_events_total",
-                "Events a sink delivered and acknowledged.",
-                &l,
-            ),
-            batches: r.counter("weir_sink_batches_total", "Batches a sink delivered.", &l),
-            bytes: r.counter(
-                "weir_sink_bytes_total",
-                "Encoded bytes a sink delivered.",
-                &l,
-            ),
-            retries: r.counter(
-                "weir_sink_retries_total",
-                "Send attempts that failed and were retried.",
-                &l,
+            delivery,
+            batches: r.counter(
+                "weir_sink_acked_batches_total",
+                "Batches the destination confirmed.",
+                &[],
             ),
             duplicates: r.counter(
                 "weir_sink_duplicate_batches_total",
                 "Resent batches the collector already held (not appended twice).",
-                &l,
+                &[],
             ),
             conflicts: r.counter(
                 "weir_sink_conflicts_total",
                 "Sends the collector refused as conflicting with a different batch it holds at our sequence numbers (not delivered; retried).",
-                &l,
+                &[],
             ),
         })
     }
@@ -161,31 +164,35 @@ impl Sender {
         self: &Arc<Self>,
         entry: Entry,
         batches: Vec<(u32, i32, i32, Bytes)>,
-        events: usize,
         acked: Arc<AtomicU64>,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<Outcome> {
         let me = self.clone();
-        tokio::spawn(async move { me.send_entry(entry, batches, events, acked, shutdown).await })
+        tokio::spawn(async move { me.send_entry(entry, batches, acked, shutdown).await })
     }
 
     async fn send_entry(
         &self,
         entry: Entry,
         batches: Vec<(u32, i32, i32, Bytes)>,
-        events: usize,
         acked: Arc<AtomicU64>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Outcome {
         for (partition, base_seq, count, bytes) in batches {
             let mut backoff = self.initial_backoff;
+            let mut conflicted = false;
+            let n = u64::try_from(count).unwrap_or(0);
             loop {
+                self.delivery.sent_events.add(n);
+                self.delivery.sent_bytes.add(bytes.len() as u64);
                 match self.produce(partition, bytes.clone()).await {
                     Ok(ack) => {
                         if ack.duplicate {
                             self.duplicates.inc();
                         }
-                        self.bytes.add(bytes.len() as u64);
+                        self.delivery.delivered();
+                        self.delivery.acked_events.add(n);
+                        self.delivery.acked_bytes.add(bytes.len() as u64);
                         break;
                     }
                     Err(Refusal::OutOfOrder(expected)) => {
@@ -211,7 +218,11 @@ impl Sender {
                         // make noise. Someone wrote other data under our
                         // identity, or our state is older than the collector's.
                         self.conflicts.inc();
-                        error!(sink = %self.sink, partition, base_seq, count, error = %msg, "The collector holds a different batch at our sequence numbers; this batch is NOT delivered and is retried. An operator must look (docs/operations.md: conflicts).");
+                        if !conflicted {
+                            conflicted = true;
+                            error!(sink = %self.sink, partition, base_seq, count, error = %msg, "The collector holds a different batch at our sequence numbers; this batch is NOT delivered and is retried. An operator must look (docs/operations.md: conflicts).");
+                        }
+                        self.delivery.failed("conflict", &msg, backoff);
                     }
                     Err(Refusal::UnknownProducer) => {
                         if acked.load(Ordering::SeqCst) == entry.start {
@@ -220,9 +231,12 @@ impl Sender {
                         // The oldest batch in flight has not established us yet.
                         backoff = Duration::from_millis(20);
                     }
-                    Err(Refusal::Retry(msg)) => {
-                        self.retries.inc();
-                        warn!(sink = %self.sink, partition, error = %msg, retry_in = ?backoff, "Send failed; retrying the same batch.");
+                    Err(Refusal::Retry { reason, msg }) => {
+                        self.delivery.failed(
+                            reason,
+                            &format!("partition {partition}: {msg}"),
+                            backoff,
+                        );
                     }
                 }
                 tokio::select! {
@@ -233,7 +247,6 @@ impl Sender {
             }
         }
         self.batches.inc();
-        self.events.add(events as u64);
         Outcome::Acked
     }
 
@@ -246,14 +259,26 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|e| Refusal::Retry(http_client::chain(&e)))?;
+            .map_err(|e| {
+                // The cause chain: `... tcp connect error: Connection refused (os error 111)`.
+                let e = ClientError::Request(e);
+                Refusal::Retry {
+                    reason: e.reason(),
+                    msg: e.to_string(),
+                }
+            })?;
         let status = r.status();
         let bytes = http_client::read_limited(r, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| Refusal::Retry(e.to_string()))?;
+            .map_err(|e| Refusal::Retry {
+                reason: e.reason(),
+                msg: e.to_string(),
+            })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Refusal::Retry(format!("unreadable acknowledgement: {e}")));
+            return serde_json::from_slice(&bytes).map_err(|e| Refusal::Retry {
+                reason: "invalid_answer",
+                msg: format!("unreadable acknowledgement: {e}"),
+            });
         }
         let api: Option<ApiError> = serde_json::from_slice(&bytes).ok();
         match api {
@@ -290,17 +315,19 @@ impl Sender {
                 if a.error == ErrorKind::CorruptBatch || a.error == ErrorKind::InvalidRequest {
                     error!(sink = %self.sink, status = status.as_u16(), error = %a.message, "Collector refused a batch as invalid; retrying (nothing is dropped).");
                 }
-                Err(Refusal::Retry(format!(
-                    "{}: {}",
-                    status.as_u16(),
-                    a.message
-                )))
+                Err(Refusal::Retry {
+                    reason: delivery::HTTP_STATUS,
+                    msg: format!("collector answered {}: {}", status.as_u16(), a.message),
+                })
             }
-            None => Err(Refusal::Retry(format!(
-                "{}: {}",
-                status.as_u16(),
-                String::from_utf8_lossy(&bytes)
-            ))),
+            None => Err(Refusal::Retry {
+                reason: delivery::HTTP_STATUS,
+                msg: format!(
+                    "collector answered {}: {}",
+                    status.as_u16(),
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }),
         }
     }
 }
@@ -314,7 +341,11 @@ enum Refusal {
     Identity(String),
     /// A different batch is stored at our sequence numbers.
     Conflict(String),
-    Retry(String),
+    /// A transport failure or an error answer: retry the same batch.
+    Retry {
+        reason: &'static str,
+        msg: String,
+    },
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, HttpError> {

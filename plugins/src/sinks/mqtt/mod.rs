@@ -22,10 +22,11 @@ use template::Template;
 use window::Window;
 
 use crate::component::{BuildError, ComponentError, Record, SinkConfig, SinkContext, Task};
-use crate::mqtt::backoff::{Backoff, Outage};
+use crate::mqtt::backoff::{chain, Backoff};
 use crate::mqtt::broker::{default_client_id, ConnectOptions};
 use crate::mqtt::codec::{In, Message, Out};
 use crate::mqtt::conn::{ConnError, Connection, KeepAlive, SessionRequest};
+use crate::sinks::delivery::Delivery;
 
 impl SinkConfig for MqttSinkConfig {
     fn problems(&self) -> Vec<String> {
@@ -46,11 +47,7 @@ impl SinkConfig for MqttSinkConfig {
         let r = &ctx.metrics;
         let id = ctx.id.as_str();
         let metrics = Metrics {
-            events: r.counter(
-                "weir_sink_events_total",
-                "Events a sink delivered and acknowledged.",
-                &[("component", id)],
-            ),
+            delivery: Delivery::new(&ctx),
             unroutable: r.counter(
                 "weir_mqtt_unroutable_total",
                 "Records dropped because the topic template had no value and no default_topic is set.",
@@ -76,7 +73,7 @@ impl SinkConfig for MqttSinkConfig {
 }
 
 struct Metrics {
-    events: Counter,
+    delivery: std::sync::Arc<Delivery>,
     unroutable: Counter,
     rejected: Counter,
 }
@@ -116,7 +113,6 @@ impl MqttSink {
         });
         let broker = self.opts.url.authority();
         let mut backoff = Backoff::new(self.cfg.initial_backoff, self.cfg.max_backoff);
-        let mut outage = Outage::default();
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let opened = tokio::select! {
@@ -125,7 +121,7 @@ impl MqttSink {
             };
             let error = match opened {
                 Ok(mut conn) => {
-                    outage.recovered(&self.ctx.id, &broker);
+                    self.metrics.delivery.delivered();
                     let up = Instant::now();
                     let end = self.session(&mut conn, &mut batches).await;
                     self.window.reset();
@@ -144,9 +140,14 @@ impl MqttSink {
                 }
                 Err(e) => e,
             };
-            outage.failed(&self.ctx.id, &broker, &error);
+            let delay = backoff.next_delay();
+            self.metrics.delivery.failed(
+                weir_core::errors::reason(&error),
+                &format!("broker {broker}: {}", chain(&error)),
+                delay,
+            );
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = stopped(&mut shutdown) => break,
             }
         }
@@ -183,6 +184,8 @@ impl MqttSink {
                     }
                     continue;
                 }
+                self.metrics.delivery.sent_events.inc();
+                self.metrics.delivery.sent_bytes.add(m.payload.len() as u64);
                 if let Err(e) = conn.queue(&Out::Publish(m)) {
                     return End::Broken(e);
                 }
@@ -296,7 +299,10 @@ impl MqttSink {
     async fn acknowledge(&mut self) {
         let before = self.window.len();
         if let Some(end) = self.window.take_done() {
-            self.metrics.events.add((before - self.window.len()) as u64);
+            self.metrics
+                .delivery
+                .acked_events
+                .add((before - self.window.len()) as u64);
             if let Err(e) = self.ctx.input.ack(end).await {
                 // The next acknowledgement covers it; a crash first resends (at least once).
                 warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; will retry.");
