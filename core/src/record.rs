@@ -103,17 +103,20 @@ pub fn encode_records<'a>(
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes, RecordError> {
-    let mut body: Vec<u8> = Vec::with_capacity(64 << 10);
+    // Sized once: a body grown by doubling copies itself several times.
+    let records: Vec<RecordParts<'a>> = records.into_iter().collect();
+    let size: usize = records.iter().map(record_bound).sum();
+    let mut body: Vec<u8> = Vec::with_capacity(size);
     let mut count: i32 = 0;
     let mut first_ts = 0i64;
     let mut max_ts = i64::MIN;
-    for r in records {
+    for r in &records {
         let ts = r.timestamp.div_euclid(1_000_000);
         if count == 0 {
             first_ts = ts;
         }
         max_ts = max_ts.max(ts);
-        put_record(&mut body, &r, ts.wrapping_sub(first_ts), count);
+        put_record(&mut body, r, ts.wrapping_sub(first_ts), count);
         count = count
             .checked_add(1)
             .ok_or_else(|| RecordError::Codec("too many records for one batch".into()))?;
@@ -121,16 +124,19 @@ pub fn encode_records<'a>(
     if count == 0 {
         return Err(RecordError::Empty);
     }
-    let mut out = BytesMut::with_capacity(HEADER_LEN + body.len() / 2 + 64);
-    out.resize(HEADER_LEN, 0);
+    let mut out = BytesMut::new();
     match compression {
-        Compression::None => out.extend_from_slice(&body),
-        Compression::Lz4 => lz4_frame(&body, &mut out)?,
-        Compression::Zstd => {
-            let z = zstd::bulk::compress(&body, ZSTD_LEVEL)
-                .map_err(|e| RecordError::Codec(format!("zstd: {e}")))?;
-            out.extend_from_slice(&z);
+        Compression::None => {
+            out.reserve(HEADER_LEN + body.len());
+            out.resize(HEADER_LEN, 0);
+            out.extend_from_slice(&body);
         }
+        Compression::Lz4 => {
+            out.reserve(HEADER_LEN + body.len() / 2 + 64);
+            out.resize(HEADER_LEN, 0);
+            lz4_frame(&body, &mut out)?;
+        }
+        Compression::Zstd => zstd_into(&body, &mut out)?,
     }
     let total = out.len();
     let batch_length = i32::try_from(total - LOG_OVERHEAD)
@@ -157,19 +163,58 @@ pub fn encode_records<'a>(
 /// as well as the default 3 for much less CPU (docs/benchmarks.md).
 const ZSTD_LEVEL: i32 = 1;
 
+/// A zstd context and output buffer kept between batches: creating a
+/// context per batch allocated and cleared its tables every time. One is
+/// kept (bounded memory); a concurrent encoder makes its own.
+static ZSTD_SPARE: std::sync::Mutex<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+    std::sync::Mutex::new(None);
+
+/// Writes a zeroed batch header and `body` compressed with zstd to `out`.
+fn zstd_into(body: &[u8], out: &mut BytesMut) -> Result<(), RecordError> {
+    let err = |e: std::io::Error| RecordError::Codec(format!("zstd: {e}"));
+    let spare = ZSTD_SPARE.lock().ok().and_then(|mut s| s.take());
+    let (mut cctx, mut dst) = match spare {
+        Some(s) => s,
+        None => (
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(err)?,
+            Vec::new(),
+        ),
+    };
+    dst.clear();
+    dst.reserve(zstd::zstd_safe::compress_bound(body.len()));
+    let res = cctx.compress_to_buffer(body, &mut dst).map_err(err);
+    if res.is_ok() {
+        out.reserve(HEADER_LEN + dst.len());
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(&dst);
+    }
+    // A batch far larger than usual does not pin its buffer for good.
+    if dst.capacity() > 4 << 20 {
+        dst = Vec::new();
+    }
+    if let Ok(mut s) = ZSTD_SPARE.lock() {
+        *s = Some((cctx, dst));
+    }
+    res.map(|_| ())
+}
+
+/// Bytes `put_record` may write for `r` (its varints at their widest).
+fn record_bound(r: &RecordParts<'_>) -> usize {
+    let key = r.meta.key.as_ref().map_or(0, |k| k.len());
+    r.value.len() + key + r.meta.source.len() + r.meta.host.len() + 96
+}
+
 fn lz4_frame(body: &[u8], out: &mut BytesMut) -> Result<(), RecordError> {
     use std::io::Write;
     let err = |e: std::io::Error| RecordError::Codec(format!("lz4: {e}"));
     let mut enc = lz4::EncoderBuilder::new()
         .level(1)
         .block_mode(lz4::BlockMode::Independent)
-        .build(Vec::with_capacity(body.len() / 2 + 64))
+        .build(bytes::BufMut::writer(out))
         .map_err(err)?;
     enc.write_all(body).map_err(err)?;
-    let (bytes, res) = enc.finish();
-    res.map_err(err)?;
-    out.extend_from_slice(&bytes);
-    Ok(())
+    let (_, res) = enc.finish();
+    res.map_err(err)
 }
 
 /// Appends one record: its length, then attributes, timestamp delta, offset

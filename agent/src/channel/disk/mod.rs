@@ -173,8 +173,8 @@ struct Shared {
 
 struct Reader {
     interner: codec::Interner,
-    /// The last chunk read, reused when no record refers to it any more.
-    spare: Option<bytes::Bytes>,
+    /// The last chunks read, reused when no record refers to them any more.
+    spares: Vec<bytes::Bytes>,
     next_id: u64,
     seg_first: Option<u64>,
     file: Option<File>,
@@ -302,7 +302,7 @@ impl DiskSpool {
             }),
             reader: Mutex::new(Reader {
                 interner: codec::Interner::default(),
-                spare: None,
+                spares: Vec::new(),
                 next_id: acked,
                 seg_first: None,
                 file: None,
@@ -365,6 +365,13 @@ impl DiskSpool {
                 m.stream.name.len() + 16 + m.releases.len() * 10 + taken
             })) + preamble
         };
+        // Room known to be free: only this writer adds bytes (it holds the
+        // writer lock) and acknowledgements only free more, so records that
+        // fit in it need no look at the shared state each.
+        let room = {
+            let s = lock(&self.shared);
+            self.opts.max_bytes.saturating_sub(s.total_bytes)
+        };
         for (i, e) in events.iter().enumerate() {
             let overhead = overhead(out.consumed + 1);
             let mark = marks.map(|m| &m.marks[i]);
@@ -382,7 +389,8 @@ impl DiskSpool {
             }
             let need = (frame::HEADER + scratch.len()) as u64;
             let first = frames.is_empty().then_some(id);
-            if !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {
+            let fits = frames.len() as u64 + need + overhead <= room;
+            if !fits && !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {
                 if self.opts.when_full == WhenFull::Block {
                     break;
                 }

@@ -43,7 +43,9 @@ impl DiskSpool {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Vec<Record>, SpoolError> {
-        let mut out = Vec::new();
+        // Sized for the batch up front: grown by doubling, the vector moved
+        // every record several times.
+        let mut out = Vec::with_capacity(max_events.min(max_bytes / 32 + 1).min(1 << 16));
         self.read_with(max_events, max_bytes, |r, id, chunk, range| {
             let payload = &chunk[range.clone()];
             if codec::version_of(payload) == Some(codec::RECORD_VERSION) {
@@ -118,7 +120,7 @@ impl DiskSpool {
             // Records handed out share the chunk (Bytes slices). The last
             // chunk is reused once they are all dropped, which is the rule:
             // a fresh one per read costs an mmap, zeroing and page faults.
-            let mut fill = reclaim(&mut r.spare, want);
+            let mut fill = reclaim(&mut r.spares, want);
             if let Some(Err(e)) = r
                 .file
                 .as_ref()
@@ -127,7 +129,10 @@ impl DiskSpool {
                 return Err(io_err(&seg.path)(e));
             }
             let whole = fill.freeze();
-            r.spare = Some(whole.clone());
+            if r.spares.len() >= SPARE_CHUNKS {
+                r.spares.remove(0);
+            }
+            r.spares.push(whole.clone());
             let buf = whole.slice(..want);
             let mut at = 0usize;
             let mut damaged = false;
@@ -227,11 +232,23 @@ impl DiskSpool {
     }
 }
 
-/// A buffer of at least `want` bytes: the previous chunk if nothing else
-/// holds it any more, else a new one. Its length is its full size, so a
-/// reused buffer is not zeroed again.
-fn reclaim(spare: &mut Option<Bytes>, want: usize) -> BytesMut {
-    if let Some(Ok(mut b)) = spare.take().map(Bytes::try_into_mut) {
+/// Chunks kept for reuse: a sink holds the records of a few reads (a batch
+/// being filled, batches being encoded) before it drops them.
+const SPARE_CHUNKS: usize = 4;
+
+/// A buffer of at least `want` bytes: a previous chunk nothing holds any
+/// more, else a new one. Its length is its full size, so a reused buffer is
+/// not zeroed again.
+fn reclaim(spares: &mut Vec<Bytes>, want: usize) -> BytesMut {
+    let mut i = 0;
+    while i < spares.len() {
+        if !spares[i].is_unique() {
+            i += 1;
+            continue;
+        }
+        let Ok(mut b) = spares.swap_remove(i).try_into_mut() else {
+            continue;
+        };
         if b.len() >= want {
             return b;
         }

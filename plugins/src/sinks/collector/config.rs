@@ -20,7 +20,9 @@ pub struct CollectorSinkConfig {
     /// How records are grouped into batches.
     #[serde(default)]
     pub batch: BatchConfig,
-    /// `zstd` (default) or `none`.
+    /// `zstd` (default), `lz4` or `none`. zstd costs the agent little more CPU
+    /// than lz4 and sends about a third of its bytes: on a gateway's link,
+    /// which is slower than the agent, it delivers the most lines per second.
     #[serde(default)]
     pub compression: Compression,
     /// Batches sent before the oldest is acknowledged; sequence numbers keep them in order.

@@ -379,10 +379,13 @@ impl FileSource {
     async fn drain_round(&mut self, buf: &mut Vec<u8>) -> Result<bool, ()> {
         let mut progressed = false;
         let max = self.cfg.read_bytes.bytes() as usize;
+        // One vector for every chunk's lines, sized for a chunk of short
+        // lines: grown by doubling, it moved every line several times.
+        let mut lines = Vec::with_capacity((max / 64).min(1 << 16));
         for i in 0..self.tailers.len() {
             let mut at_end = false;
             for _ in 0..CHUNKS_PER_ROUND {
-                let mut lines = Vec::new();
+                lines.clear();
                 let t = &mut self.tailers[i];
                 let outcome = match t.read(buf, max, self.cfg.fingerprint_bytes, &mut lines) {
                     Ok(o) => o,
@@ -418,7 +421,7 @@ impl FileSource {
                 if lines.is_empty() {
                     continue;
                 }
-                self.send(i, lines).await?;
+                self.send(i, &mut lines).await?;
             }
             if !at_end && !self.tailers[i].in_glob {
                 // Not finished yet: newer files wait for the next round.
@@ -441,7 +444,7 @@ impl FileSource {
         }
     }
 
-    async fn send(&mut self, i: usize, lines: Vec<Line>) -> Result<(), ()> {
+    async fn send(&mut self, i: usize, lines: &mut Vec<Line>) -> Result<(), ()> {
         let t = &self.tailers[i];
         let meta = Metadata {
             source: self.ctx.id.as_str().into(),
@@ -457,7 +460,7 @@ impl FileSource {
         let mut events = Vec::with_capacity(lines.len());
         let mut marks = Vec::with_capacity(lines.len());
         let now = weir_core::event::now_nanos();
-        for line in lines {
+        for line in lines.drain(..) {
             let mut e = Event::from_message_at(line.value, meta.clone(), now);
             if let Some((k, v)) = &path_value {
                 e.fields.insert(k.as_str(), v.clone());
@@ -490,7 +493,7 @@ impl FileSource {
         for i in 0..self.tailers.len() {
             if finished(&self.tailers[i]) {
                 if let Some(line) = self.tailers[i].take_partial_line() {
-                    self.send(i, vec![line]).await?;
+                    self.send(i, &mut vec![line]).await?;
                 }
             }
         }
