@@ -16,6 +16,9 @@
 //!     [--topic T] [--partition P] [--from OFFSET] [--max-bytes B] [--json]
 //! ```
 
+#[path = "common/proc_stat.rs"]
+mod proc_stat;
+use proc_stat::cpu_seconds;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -74,19 +77,6 @@ fn args() -> Result<Args, String> {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)?
-        .iter()
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 / hz)
-}
-
 /// One answer's head: status, next offset, end offset, body length.
 struct Head {
     status: u16,

@@ -30,6 +30,9 @@
 //!     --idle-partitions N [--topic-partitions M] [--json]
 //! ```
 
+#[path = "common/proc_stat.rs"]
+mod proc_stat;
+use proc_stat::cpu_seconds;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,19 +195,6 @@ impl Conn {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)?
-        .iter()
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 / hz)
-}
-
 /// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
