@@ -571,6 +571,42 @@ impl Channel {
         res
     }
 
+    /// Reads like `next_records` without waiting, on the caller's thread
+    /// (a sink's blocking call); disk channels only, empty otherwise.
+    pub fn read_records_now(
+        &self,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, SpoolError> {
+        match &self.0.backend {
+            Backend::Disk(d) => d.read_records(max_events, max_bytes),
+            Backend::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Acknowledges every record below `end_id` and records the sink's
+    /// `note` in the same durable write, on the caller's thread (a sink's
+    /// blocking call). A memory channel keeps no note.
+    pub fn commit_now(&self, end_id: u64, note: &[u8]) -> Result<(), SpoolError> {
+        let res = match &self.0.backend {
+            Backend::Disk(d) => d.ack_with_note(end_id, Some(note)).map(|_| ()),
+            Backend::Memory(m) => {
+                m.ack(end_id);
+                Ok(())
+            }
+        };
+        self.0.space.notify_waiters();
+        res
+    }
+
+    /// The sink's note of the last commit (disk channels; `None` when none).
+    pub fn note(&self) -> Option<Vec<u8>> {
+        match &self.0.backend {
+            Backend::Disk(d) => d.note(),
+            Backend::Memory(_) => None,
+        }
+    }
+
     /// Marks the channel as no longer read (a reload removed its sink): a
     /// push waiting for room returns instead of waiting forever. What the
     /// channel holds stays on disk.

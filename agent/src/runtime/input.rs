@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::warn;
-use weir_plugins::{AckError, BoxFuture, Record, SinkInput};
+
+use weir_plugins::{AckError, BlockingInput, BoxFuture, ReadError, Record, SinkInput};
 
 use super::health::Health;
 use crate::channel::Channel;
@@ -56,8 +58,36 @@ impl SinkInput for ChannelInput {
         self.channel.backlog()
     }
 
+    fn blocking(&self) -> Option<Arc<dyn BlockingInput>> {
+        self.channel
+            .is_durable()
+            .then(|| Arc::new(SpoolInput(self.channel.clone())) as Arc<dyn BlockingInput>)
+    }
+
     fn delivery_failing(&self, cause: Option<&str>) {
         self.health.sink_failing(self.channel.name(), cause);
+    }
+}
+
+/// The blocking side of a disk channel, for a sink's own blocking calls.
+struct SpoolInput(Channel);
+
+impl BlockingInput for SpoolInput {
+    fn read(&self, max_events: usize, max_bytes: usize) -> Result<Vec<Record>, ReadError> {
+        self.0
+            .read_records_now(max_events, max_bytes)
+            .map_err(|e| ReadError::Io(e.to_string()))
+    }
+
+    fn commit(&self, end_id: u64, note: &[u8]) -> Result<(), AckError> {
+        self.0.commit_now(end_id, note).map_err(|e| {
+            warn!(sink = %self.0.name(), error = %e, "Could not persist the acknowledgement and journal; will retry.");
+            AckError::Persist(e.to_string())
+        })
+    }
+
+    fn note(&self) -> Option<Vec<u8>> {
+        self.0.note()
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use weir_core::metrics::Registry;
 
 pub use agent::{AgentInfo, SinkSnapshot};
-pub use sink::{AckError, Record, SinkInput};
+pub use sink::{AckError, BlockingInput, ReadError, Record, SinkInput};
 pub use source::{Mark, SendError, SourceBatch, SourceOutput, Stream, StreamKind};
 pub use transform::{
     Clock, DeadLetter, Emitted, Emitter, ManualClock, SystemClock, Transform, TransformError,

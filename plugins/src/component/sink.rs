@@ -62,6 +62,32 @@ pub enum AckError {
     Persist(String),
 }
 
+/// Why a read on the blocking side of a channel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The channel could not be read; nothing was consumed, read again later.
+    #[error("could not read the channel: {0}")]
+    Io(String),
+}
+
+/// The blocking side of a durable channel: what a sink does per batch on
+/// its own blocking thread (`spawn_blocking`), so that reading, encoding,
+/// and committing a batch cost one hand-over to a blocking thread instead
+/// of one each. Every method blocks on disk I/O.
+pub trait BlockingInput: Send + Sync {
+    /// Like [`SinkInput::next_batch`] without waiting: the records visible
+    /// now after those already read (empty when none).
+    fn read(&self, max_events: usize, max_bytes: usize) -> Result<Vec<Record>, ReadError>;
+    /// Releases every record with an id below `end_id` and stores the
+    /// sink's `note` (its journal) in the same durable write: after a crash
+    /// the channel's acknowledgement and [`BlockingInput::note`] are those of
+    /// one commit. Returns once both are durable.
+    fn commit(&self, end_id: u64, note: &[u8]) -> Result<(), AckError>;
+    /// The note of the last commit; `None` when none was ever stored (or
+    /// it was lost to damage).
+    fn note(&self) -> Option<Vec<u8>>;
+}
+
 /// Where a sink reads its events from; implemented by the runtime over the sink's channel.
 pub trait SinkInput: Send + Sync {
     /// The next records after those already read. Waits up to `wait` for the
@@ -78,6 +104,11 @@ pub trait SinkInput: Send + Sync {
     fn ack(&self, end_id: u64) -> BoxFuture<'_, Result<(), AckError>>;
     /// Reads again from the first unacknowledged record.
     fn rewind(&self);
+    /// The blocking side of the channel when it is durable (a disk spool);
+    /// `None` for a memory channel, whose sink keeps its state elsewhere.
+    fn blocking(&self) -> Option<std::sync::Arc<dyn BlockingInput>> {
+        None
+    }
     /// What the channel holds that the sink has not acknowledged:
     /// (events, bytes). For logs and status; (0, 0) when unknown.
     fn backlog(&self) -> (u64, u64) {

@@ -3,7 +3,8 @@
 //! # On disk
 //! ```text
 //! <dir>/<first id, 20 digits>.spool   segments of framed records (frame.rs)
-//! <dir>/ack                           u64 LE acked id (all ids below are acknowledged) + u32 LE CRC-32C
+//! <dir>/ack                           acked id (all ids below are acknowledged) and the sink's
+//!                                     note, in two alternating CRC-checked slots (cursor.rs)
 //! <dir>/quarantine/                   damaged segments, kept for inspection after salvage
 //! ```
 //!
@@ -40,7 +41,6 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -188,7 +188,8 @@ pub struct DiskSpool {
     writer: Mutex<Writer>,
     shared: Mutex<Shared>,
     reader: Mutex<Reader>,
-    ack_file: Mutex<File>,
+    /// The acknowledged cursor and the sink's note (`cursor.rs`).
+    cursor: Mutex<Cursor>,
     metrics: ChannelMetrics,
 }
 
@@ -208,15 +209,9 @@ impl DiskSpool {
         metrics: ChannelMetrics,
     ) -> Result<DiskSpool, SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let ack_path = dir.join("ack");
-        let ack_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&ack_path)
-            .map_err(io_err(&ack_path))?;
-        let acked = read_ack(&ack_file);
+        let cursor =
+            Cursor::open(dir, opts.fsync != FsyncPolicy::None).map_err(io_err(&dir.join("ack")))?;
+        let acked = cursor.acked();
         let mut found: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let p = entry.path();
@@ -308,7 +303,7 @@ impl DiskSpool {
                 file: None,
                 pos: 0,
             }),
-            ack_file: Mutex::new(ack_file),
+            cursor: Mutex::new(cursor),
             opts,
             metrics,
         })
@@ -604,24 +599,30 @@ impl DiskSpool {
     /// Acknowledges every record below `end_id`: persists the cursor and
     /// deletes wholly acknowledged segments. Returns bytes freed.
     pub fn ack(&self, end_id: u64) -> Result<u64, SpoolError> {
+        self.ack_with_note(end_id, None)
+    }
+
+    /// The sink's note of the last commit (`None` when it keeps none).
+    pub fn note(&self) -> Option<Vec<u8>> {
+        let c = lock(&self.cursor);
+        (!c.note().is_empty()).then(|| c.note().to_vec())
+    }
+
+    /// Like `ack`, and records the sink's `note` (when given) in the same
+    /// durable write: the sink's journal and its acknowledgement move
+    /// together, with one fsync. A note is written even when the cursor
+    /// does not move.
+    pub fn ack_with_note(&self, end_id: u64, note: Option<&[u8]>) -> Result<u64, SpoolError> {
         let mut s = lock(&self.shared);
-        if end_id <= s.acked {
+        if end_id <= s.acked && note.is_none() {
             return Ok(0);
         }
+        let end_id = end_id.max(s.acked);
         let newly = end_id - s.acked;
+        lock(&self.cursor)
+            .commit(end_id, note)
+            .map_err(io_err(&self.dir.join("ack")))?;
         s.acked = end_id;
-        {
-            let f = lock(&self.ack_file);
-            let mut rec = [0u8; 12];
-            rec[..8].copy_from_slice(&end_id.to_le_bytes());
-            let crc = crc32c::crc32c(&rec[..8]);
-            rec[8..].copy_from_slice(&crc.to_le_bytes());
-            let path = self.dir.join("ack");
-            f.write_all_at(&rec, 0).map_err(io_err(&path))?;
-            if self.opts.fsync != FsyncPolicy::None {
-                f.sync_data().map_err(io_err(&path))?;
-            }
-        }
         self.metrics.records.add(-(newly as i64));
         self.metrics.events_out.add(newly);
         self.metrics.released(end_id);
@@ -662,4 +663,7 @@ mod recovery;
 #[cfg(test)]
 mod tests;
 
-use recovery::{read_ack, recover_segment};
+mod cursor;
+
+use cursor::Cursor;
+use recovery::recover_segment;

@@ -3,7 +3,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use tracing::{error, warn};
@@ -12,21 +11,6 @@ use super::{io_err, SegMeta, SpoolError};
 use crate::channel::frame::{self, Parsed};
 use crate::channel::streams::StreamStates;
 use crate::channel::ChannelMetrics;
-
-pub(super) fn read_ack(f: &File) -> u64 {
-    let mut rec = [0u8; 12];
-    if f.read_exact_at(&mut rec, 0).is_err() {
-        return 0;
-    }
-    let crc = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
-    if crc32c::crc32c(&rec[..8]) != crc {
-        warn!("Spool ack cursor is damaged; replaying from the oldest retained record (the collector deduplicates).");
-        return 0;
-    }
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&rec[..8]);
-    u64::from_le_bytes(b)
-}
 
 /// Scans the tail segment: keeps every valid record up to the last commit,
 /// salvaging around damage; returns its metadata and the stream positions its

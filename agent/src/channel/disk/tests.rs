@@ -73,6 +73,30 @@ fn reopen_resumes_after_the_acknowledged_records() {
 }
 
 #[test]
+fn a_note_committed_with_an_acknowledgement_survives_reopening_and_a_plain_ack_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    for k in 0..10 {
+        s.append(&(k * 10..k * 10 + 10).map(ev).collect::<Vec<_>>(), None)
+            .unwrap();
+    }
+    assert_eq!(s.note(), None);
+    let b = s.read(40, usize::MAX).unwrap();
+    // A note is written even when the cursor does not move.
+    s.ack_with_note(0, Some(b"in flight: 0..40")).unwrap();
+    assert_eq!(s.note().as_deref(), Some(&b"in flight: 0..40"[..]));
+    let freed = s
+        .ack_with_note(b[39].0 + 1, Some(b"in flight: none"))
+        .unwrap();
+    assert!(freed > 0, "segments below the cursor go with the commit");
+    s.ack(b[39].0 + 5).unwrap();
+    drop(s);
+    let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));
+    assert_eq!(s.note().as_deref(), Some(&b"in flight: none"[..]));
+    assert_eq!(s.read(1, usize::MAX).unwrap()[0].0, b[39].0 + 5);
+}
+
+#[test]
 fn acknowledged_segments_are_deleted_and_space_freed() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), opts(1 << 20, 1024, WhenFull::Block));

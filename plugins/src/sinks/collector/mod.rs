@@ -6,6 +6,14 @@
 //! at once, and the channel is acknowledged strictly in order as the collector
 //! confirms each batch durable. Retries resend the identical batch, so the
 //! collector appends every record exactly once.
+//!
+//! Per batch on a disk channel, one blocking call does the disk work:
+//! encode the batch, commit the journal *and* the acknowledgement of the
+//! batches confirmed since the last commit (one write, one fsync), and read
+//! ahead the next batch's records. A confirmed batch is therefore
+//! acknowledged durably with the next batch's commit, or after
+//! [`ACK_DELAY`] when no next batch comes; until then a crash resends it and
+//! the collector answers "duplicate".
 
 pub mod config;
 mod heartbeat;
@@ -24,10 +32,12 @@ use weir_core::protocol::{
 };
 
 pub use config::CollectorSinkConfig;
-use journal::{Entry, Journal, Producer};
+use journal::{Entry, Found, Journal, Producer};
 use send::{Outcome, Sender};
 
-use crate::component::{BuildError, ComponentError, Record, SinkConfig, SinkContext, Task};
+use crate::component::{
+    BlockingInput, BuildError, ComponentError, Record, SinkConfig, SinkContext, Task,
+};
 use crate::sinks::delivery::Delivery;
 
 impl SinkConfig for CollectorSinkConfig {
@@ -49,7 +59,12 @@ impl SinkConfig for CollectorSinkConfig {
             delivery,
             sender: Arc::new(sender),
             journal: Journal::default(),
+            store: Store::Database,
+            moved: false,
+            acked_to: 0,
+            committed_to: 0,
             buffer: VecDeque::new(),
+            ahead: None,
             rr: 0,
         };
         Ok(Box::pin(sink.run()))
@@ -62,9 +77,44 @@ struct CollectorSink {
     delivery: Arc<Delivery>,
     sender: Arc<Sender>,
     journal: Journal,
+    store: Store,
+    /// The state database's copy is the marker saying the journal moved.
+    moved: bool,
+    /// End of the batches the collector confirmed (in order): what the
+    /// next commit acknowledges (disk channels).
+    acked_to: u64,
+    /// `acked_to` as of the last commit.
+    committed_to: u64,
     /// Records read from the channel and not yet put in a batch.
     buffer: VecDeque<Record>,
+    /// Records read ahead by the last batch's blocking call: the next
+    /// batch's first read (kept as the read's vector, not moved record by
+    /// record into `buffer`).
+    ahead: Option<Vec<Record>>,
     rr: u32,
+}
+
+/// Where the journal is committed.
+enum Store {
+    /// With the acknowledgement, in the disk channel's cursor.
+    Spool(Arc<dyn BlockingInput>),
+    /// In the state database (a memory channel).
+    Database,
+}
+
+/// Longest a confirmed batch's acknowledgement waits for the next batch's
+/// commit to carry it. The spool frees space only once it is durable, so
+/// the wait is short; under load the next commit comes first.
+pub const ACK_DELAY: Duration = Duration::from_millis(50);
+
+/// What one batch's blocking call produced.
+struct Prepared {
+    batches: Vec<(u32, i32, i32, bytes::Bytes)>,
+    /// Whether the journal (and acknowledgement) commit succeeded; `None`
+    /// when the journal is kept in the state database.
+    committed: Option<bool>,
+    /// The next records, read ahead.
+    ahead: Option<Vec<Record>>,
 }
 
 /// What the channel holds of a journaled range.
@@ -86,7 +136,14 @@ impl CollectorSink {
         let _heartbeats = heartbeat::start(&self.cfg, &self.ctx);
         let state = self.ctx.state.clone();
         let id = self.ctx.id.clone();
-        self.journal = blocking(move || Journal::load(&state, &id)).await?;
+        let spool = self.ctx.input.blocking();
+        if let Some(b) = &spool {
+            self.store = Store::Spool(b.clone());
+        }
+        let (journal, found) =
+            blocking(move || Journal::load_from(&state, &id, spool.as_deref())).await?;
+        self.journal = journal;
+        self.moved = found != Found::Database;
         let Some(partitions) = self.ensure_topic().await else {
             return Ok(());
         };
@@ -113,13 +170,18 @@ impl CollectorSink {
         }
         let acked = Arc::new(AtomicU64::new(0));
         let mut pending: VecDeque<InFlight> = VecDeque::new();
-        // Resend what was in flight at the last stop, exactly as it was.
-        let replay = std::mem::take(&mut self.journal.inflight);
+        // Resend what was in flight at the last stop, exactly as it was. The
+        // entries stay in the journal meanwhile: a commit during the replay
+        // must not forget those not yet resent.
+        let replay = self.journal.inflight.clone();
         for entry in replay {
             let events = match self.take_range(entry.start, entry.end).await {
                 Range::Events(events) => events,
                 // Acknowledged before the stop; only the journal did not know yet.
-                Range::Acked => continue,
+                Range::Acked => {
+                    self.journal.inflight.retain(|e| e != &entry);
+                    continue;
+                }
                 Range::Shutdown => return Ok(()),
                 Range::Gone => {
                     warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel (records dropped or damaged); starting a new producer epoch.");
@@ -131,6 +193,7 @@ impl CollectorSink {
                     }
                     self.ctx.input.rewind();
                     self.buffer.clear();
+                    self.ahead = None;
                     break;
                 }
             };
@@ -150,11 +213,7 @@ impl CollectorSink {
                 };
                 match task.await.unwrap_or(Outcome::Shutdown) {
                     Outcome::Acked => {
-                        if let Err(e) = self.ctx.input.ack(entry.end).await {
-                            // The collector holds it; a crash before the next
-                            // ack resends it and the collector answers "duplicate".
-                            warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; will retry.");
-                        }
+                        self.confirmed(entry.end).await;
                         acked.store(entry.end, Ordering::SeqCst);
                         self.journal.inflight.retain(|e| e.start >= entry.end);
                     }
@@ -174,6 +233,7 @@ impl CollectorSink {
                         }
                         self.ctx.input.rewind();
                         self.buffer.clear();
+                        self.ahead = None;
                         acked.store(entries[0].start, Ordering::SeqCst);
                         for old in entries {
                             match self.take_range(old.start, old.end).await {
@@ -240,47 +300,132 @@ impl CollectorSink {
     }
 
     /// Encodes a planned batch, journals it, then starts sending it. Only
-    /// the encoded bytes stay in memory while it is in flight.
+    /// the encoded bytes stay in memory while it is in flight. On a disk
+    /// channel the encoding, the commit (journal and acknowledgement) and a
+    /// read ahead of the next records are one blocking call.
     async fn launch(
         &mut self,
         entry: Entry,
         events: Vec<Record>,
         acked: &Arc<AtomicU64>,
     ) -> Result<InFlight, ComponentError> {
+        if !self.journal.inflight.contains(&entry) {
+            self.journal.inflight.push(entry.clone());
+        }
         let (e, partitions, producer, compression) = (
             entry.clone(),
             self.journal.partitions,
             self.producer(),
             self.cfg.compression,
         );
-        let batches =
-            blocking(move || send::encode_entry(&e, partitions, producer, &events, compression))
-                .await?;
-        if !self.journal.inflight.contains(&entry) {
-            self.journal.inflight.push(entry.clone());
+        let commit = match &self.store {
+            Store::Spool(b) => Some((b.clone(), self.acked_to, self.journal.to_note())),
+            Store::Database => None,
+        };
+        let read_ahead = (self.buffer.is_empty() && self.ahead.is_none()).then_some((
+            self.cfg.batch.max_events,
+            self.cfg.batch.max_bytes.bytes() as usize,
+        ));
+        let prepared = blocking(move || {
+            let batches = send::encode_entry(&e, partitions, producer, &events, compression)?;
+            drop(events);
+            let mut ahead = None;
+            let committed = commit.map(|(input, end, note)| {
+                let ok = input.commit(end, &note).is_ok();
+                if let Some((n, bytes)) = read_ahead.filter(|_| ok) {
+                    // A failed read is retried by the next `fill`.
+                    ahead = input.read(n, bytes).ok().filter(|r| !r.is_empty());
+                }
+                ok
+            });
+            Ok::<_, weir_core::record::RecordError>(Prepared {
+                batches,
+                committed,
+                ahead,
+            })
+        })
+        .await?;
+        match prepared.committed {
+            Some(true) => {
+                self.committed_to = self.committed_to.max(self.acked_to);
+                self.after_first_commit().await;
+            }
+            // Not durable: nothing is sent until it is.
+            Some(false) | None => self.save().await?,
         }
-        self.save().await?;
+        if prepared.ahead.is_some() {
+            self.ahead = prepared.ahead;
+        }
         let task = self.sender.spawn(
             entry.clone(),
-            batches,
+            prepared.batches,
             acked.clone(),
             self.ctx.shutdown.clone(),
         );
         Ok(InFlight { entry, task })
     }
 
-    /// Commits the journal, retrying while the state database cannot be
-    /// written (a full disk is a normal state: nothing is sent until the
-    /// journal is durable). Fails only at shutdown.
-    async fn save(&self) -> Result<(), ComponentError> {
+    /// Records that the collector confirmed every batch up to `end`: on a
+    /// disk channel the acknowledgement goes with the next commit; in the
+    /// state database case it is persisted now.
+    async fn confirmed(&mut self, end: u64) {
+        match self.store {
+            Store::Spool(_) => self.acked_to = self.acked_to.max(end),
+            Store::Database => {
+                if let Err(e) = self.ctx.input.ack(end).await {
+                    // The collector holds it; a crash before the next
+                    // ack resends it and the collector answers "duplicate".
+                    warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; will retry.");
+                }
+            }
+        }
+    }
+
+    /// Once a note is committed, the database's journal is replaced by the
+    /// marker saying it moved (once per run; an upgrade's first commit).
+    async fn after_first_commit(&mut self) {
+        if self.moved {
+            return;
+        }
+        let state = self.ctx.state.clone();
+        let id = self.ctx.id.clone();
+        match blocking(move || Journal::mark_moved(&state, &id)).await {
+            Ok(()) => self.moved = true,
+            // Harmless: the note is found first; retried at the next commit.
+            Err(e) => {
+                warn!(sink = %self.ctx.id, error = %e, "Could not mark the database journal as moved; will retry.")
+            }
+        }
+    }
+
+    /// Commits the journal (on a disk channel with the acknowledgement of
+    /// the confirmed batches), retrying while it cannot be written (a full
+    /// disk is a normal state: nothing is sent until the journal is
+    /// durable). Fails only at shutdown.
+    async fn save(&mut self) -> Result<(), ComponentError> {
         let mut backoff = self.cfg.initial_backoff;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
-            let state = self.ctx.state.clone();
-            let id = self.ctx.id.clone();
-            let j = self.journal.clone();
-            match blocking(move || j.save(&state, &id)).await {
-                Ok(()) => return Ok(()),
+            let res = match &self.store {
+                Store::Spool(input) => {
+                    let (input, end, note) = (input.clone(), self.acked_to, self.journal.to_note());
+                    blocking(move || input.commit(end, &note)).await
+                }
+                Store::Database => {
+                    let state = self.ctx.state.clone();
+                    let id = self.ctx.id.clone();
+                    let j = self.journal.clone();
+                    blocking(move || j.save(&state, &id)).await
+                }
+            };
+            match res {
+                Ok(()) => {
+                    if let Store::Spool(_) = self.store {
+                        self.committed_to = self.committed_to.max(self.acked_to);
+                        self.after_first_commit().await;
+                    }
+                    return Ok(());
+                }
                 Err(e) => {
                     warn!(sink = %self.ctx.id, error = %e, retry_in = ?backoff, "Cannot write the sink journal; retrying before sending more.")
                 }
@@ -311,26 +456,43 @@ impl CollectorSink {
             if out.len() >= max_events || bytes >= max_bytes {
                 return Some(out);
             }
-            let wait = match deadline {
-                None if out.is_empty() => Some(Duration::from_secs(1)),
+            let got = match self.ahead.take() {
+                Some(ahead) => ahead,
                 None => {
-                    deadline = Some(Instant::now() + self.cfg.batch.timeout);
-                    Some(self.cfg.batch.timeout)
+                    let wait = match deadline {
+                        None if out.is_empty() => Some(Duration::from_secs(1)),
+                        None => {
+                            deadline = Some(Instant::now() + self.cfg.batch.timeout);
+                            Some(self.cfg.batch.timeout)
+                        }
+                        Some(d) => match d.checked_duration_since(Instant::now()) {
+                            Some(left) if !left.is_zero() => Some(left),
+                            _ => return Some(out),
+                        },
+                    };
+                    // A confirmed batch's acknowledgement rides on the next
+                    // commit, but waits for it only briefly.
+                    let unacked = self.acked_to > self.committed_to && out.is_empty();
+                    let wait = match wait {
+                        Some(w) if unacked => Some(w.min(ACK_DELAY)),
+                        w => w,
+                    };
+                    let got = self
+                        .ctx
+                        .input
+                        .next_batch(
+                            max_events - out.len(),
+                            max_bytes.saturating_sub(bytes).max(1),
+                            wait,
+                        )
+                        .await?;
+                    if got.is_empty() && unacked {
+                        self.save().await.ok()?;
+                        continue;
+                    }
+                    got
                 }
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Some(out),
-                },
             };
-            let got = self
-                .ctx
-                .input
-                .next_batch(
-                    max_events - out.len(),
-                    max_bytes.saturating_sub(bytes).max(1),
-                    wait,
-                )
-                .await?;
             if got.is_empty() && !out.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Some(out);
             }
@@ -358,6 +520,9 @@ impl CollectorSink {
     async fn take_range(&mut self, start: u64, end: u64) -> Range {
         let mut out = Vec::new();
         let mut expect = start;
+        if let Some(ahead) = self.ahead.take() {
+            self.buffer.extend(ahead);
+        }
         while expect < end {
             if self.buffer.is_empty() {
                 // At start-up every unacknowledged record is readable at once,
@@ -535,6 +700,7 @@ impl CollectorSink {
         }
         self.ctx.input.rewind();
         self.buffer.clear();
+        self.ahead = None;
         Some(())
     }
 
@@ -543,11 +709,18 @@ impl CollectorSink {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         for f in pending {
             match tokio::time::timeout_at(deadline, f.task).await {
-                Ok(Ok(Outcome::Acked)) => {
-                    if self.ctx.input.ack(f.entry.end).await.is_ok() {
+                Ok(Ok(Outcome::Acked)) => match self.store {
+                    // Committed with the journal below, in one write.
+                    Store::Spool(_) => {
+                        self.acked_to = self.acked_to.max(f.entry.end);
                         self.journal.inflight.retain(|e| e.start >= f.entry.end);
                     }
-                }
+                    Store::Database => {
+                        if self.ctx.input.ack(f.entry.end).await.is_ok() {
+                            self.journal.inflight.retain(|e| e.start >= f.entry.end);
+                        }
+                    }
+                },
                 _ => break,
             }
         }
