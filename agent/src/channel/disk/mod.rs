@@ -46,6 +46,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 use weir_core::codec;
+use weir_core::lines::LineBatch;
 use weir_core::Event;
 use weir_plugins::{Mark, Stream, StreamKind};
 
@@ -343,7 +344,42 @@ impl DiskSpool {
         events: &[Event],
         marks: Option<StreamMarks<'_>>,
     ) -> Result<Appended, SpoolError> {
-        let marks = marks.filter(|m| m.marks.len() == events.len());
+        let form = self.opts.form;
+        self.append_with(events.len(), marks, |i, out| match form {
+            PayloadForm::Records => codec::encode_record(&events[i], out),
+            PayloadForm::Events => codec::encode(&events[i], out),
+        })
+    }
+
+    /// Like [`DiskSpool::append`], for lines `from..` of `lines` (the
+    /// marks are those of the same lines). The record form is written
+    /// straight from the lines' buffer; the typed form builds each event.
+    pub fn append_lines(
+        &self,
+        lines: &LineBatch,
+        from: usize,
+        marks: Option<StreamMarks<'_>>,
+    ) -> Result<Appended, SpoolError> {
+        let n = lines.len().saturating_sub(from);
+        match self.opts.form {
+            PayloadForm::Records => {
+                let records = lines.records();
+                self.append_with(n, marks, |i, out| records.encode(from + i, out))
+            }
+            PayloadForm::Events => self.append_with(n, marks, |i, out| {
+                codec::encode(&lines.event(from + i), out)
+            }),
+        }
+    }
+
+    /// The append transaction over `n` items, item `i` encoded by `encode`.
+    fn append_with(
+        &self,
+        n: usize,
+        marks: Option<StreamMarks<'_>>,
+        mut encode: impl FnMut(usize, &mut Vec<u8>),
+    ) -> Result<Appended, SpoolError> {
+        let marks = marks.filter(|m| m.marks.len() == n);
         let mut w = lock(&self.writer);
         let mut out = Appended::default();
         let mut pending = marks.map(|m| w.streams.begin(m.stream, m.releases));
@@ -372,7 +408,7 @@ impl DiskSpool {
             let s = lock(&self.shared);
             self.opts.max_bytes.saturating_sub(s.total_bytes)
         };
-        for (i, e) in events.iter().enumerate() {
+        for i in 0..n {
             let overhead = overhead(out.consumed + 1);
             let mark = marks.map(|m| &m.marks[i]);
             if let (Some(p), Some(m)) = (&pending, mark) {
@@ -383,10 +419,7 @@ impl DiskSpool {
                 }
             }
             scratch.clear();
-            match self.opts.form {
-                PayloadForm::Records => codec::encode_record(e, &mut scratch),
-                PayloadForm::Events => codec::encode(e, &mut scratch),
-            }
+            encode(i, &mut scratch);
             let need = (frame::HEADER + scratch.len()) as u64;
             let first = frames.is_empty().then_some(id);
             let fits = frames.len() as u64 + need + overhead <= room;
@@ -657,6 +690,8 @@ fn seed_backlog(metrics: &ChannelMetrics, segments: &VecDeque<SegMeta>, acked: u
     b.acked(acked);
 }
 
+#[cfg(test)]
+mod lines_tests;
 mod read;
 mod recovery;
 #[cfg(test)]
