@@ -163,7 +163,6 @@ struct Writer {
     size: u64,
     next_id: u64,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 struct Shared {
@@ -294,7 +293,6 @@ impl DiskSpool {
                 size,
                 next_id,
                 buf: Vec::new(),
-                scratch: Vec::new(),
             }),
             shared: Mutex::new(Shared {
                 segments,
@@ -385,7 +383,6 @@ impl DiskSpool {
         let mut pending = marks.map(|m| w.streams.begin(m.stream, m.releases));
         let mut frames = std::mem::take(&mut w.buf);
         frames.clear();
-        let mut scratch = std::mem::take(&mut w.scratch);
         let mut id = w.next_id;
         // Room for the commit record and, if this append rolls, the preamble.
         // A keyed stream's commit grows with each event taken, so its room is
@@ -418,19 +415,21 @@ impl DiskSpool {
                     continue;
                 }
             }
-            scratch.clear();
-            encode(i, &mut scratch);
-            let need = (frame::HEADER + scratch.len()) as u64;
-            let first = frames.is_empty().then_some(id);
-            let fits = frames.len() as u64 + need + overhead <= room;
-            if !fits && !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {
+            // Encoded straight into the frame buffer; taken back if it does not fit.
+            let at = frame::open(&mut frames);
+            encode(i, &mut frames);
+            let need = (frames.len() - at) as u64;
+            let first = (at == 0).then_some(id);
+            let fits = at as u64 + need + overhead <= room;
+            if !fits && !self.reserve(need + overhead, at as u64, first, &mut out) {
+                frames.truncate(at);
                 if self.opts.when_full == WhenFull::Block {
                     break;
                 }
                 out.consumed += 1;
                 out.dropped_newest += 1;
             } else {
-                frame::put(&mut frames, id, &scratch);
+                frame::seal(&mut frames, at, id);
                 id += 1;
                 out.consumed += 1;
             }
@@ -438,7 +437,6 @@ impl DiskSpool {
                 p.take(m);
             }
         }
-        w.scratch = scratch;
         let change = pending.as_ref().and_then(|p| p.change());
         if frames.is_empty() && change.is_none() {
             w.buf = frames;
