@@ -131,17 +131,22 @@ pub fn metadata_of(v: &RecordView<'_>, interner: &mut Interner) -> Metadata {
 }
 
 fn put_head(event: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(&event.timestamp.to_le_bytes());
-    put_bytes(out, event.meta.source.as_bytes());
-    put_bytes(out, event.meta.host.as_bytes());
-    match &event.meta.topic {
+    put_head_of(event.timestamp, &event.meta, out);
+}
+
+/// Appends the head every form shares: the timestamp and the metadata.
+pub(crate) fn put_head_of(timestamp: i64, meta: &Metadata, out: &mut Vec<u8>) {
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    put_bytes(out, meta.source.as_bytes());
+    put_bytes(out, meta.host.as_bytes());
+    match &meta.topic {
         Some(t) => {
             out.push(1);
             put_bytes(out, t.as_bytes());
         }
         None => out.push(0),
     }
-    match &event.meta.key {
+    match &meta.key {
         Some(k) => {
             out.push(1);
             put_bytes(out, k);

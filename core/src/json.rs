@@ -110,7 +110,12 @@ fn next_special(b: &[u8], mut i: usize) -> usize {
 
 /// Appends `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
+    write_text(out, s.as_bytes());
+}
+
+/// Appends text known to be UTF-8 (or ASCII) as a JSON string: the escaping
+/// looks at ASCII bytes only and copies every other byte as it is.
+pub(crate) fn write_text(out: &mut Vec<u8>, b: &[u8]) {
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut start = 0;

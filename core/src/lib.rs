@@ -17,6 +17,7 @@ pub mod fleet;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod json;
+pub mod lines;
 pub mod locate;
 pub mod metrics;
 pub mod partition;

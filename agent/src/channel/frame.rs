@@ -30,6 +30,25 @@ pub fn put(out: &mut Vec<u8>, id: u64, payload: &[u8]) {
     put_raw(out, id, payload, 0);
 }
 
+/// Starts an event record at the end of `out`: a header to be filled by
+/// [`seal`] once the payload has been written after it (encoding straight
+/// into the frame buffer saves a copy of every record). Returns where it starts.
+pub fn open(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    at
+}
+
+/// Completes the event record started at `at` by [`open`] with id `id`:
+/// the same bytes [`put`] writes for the payload that follows the header.
+pub fn seal(out: &mut [u8], at: usize, id: u64) {
+    let len = out.len() - at - HEADER;
+    out[at + 8..at + HEADER].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32c::crc32c(&out[at + 8..]);
+    out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Control record kinds.
 pub mod kind {
     /// Version 1 commit: `n × (name, u64 pos)`.
@@ -126,6 +145,17 @@ pub fn resync(buf: &[u8], from: usize, after_id: Option<u64>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_sealed_in_place_is_the_record_put_writes() {
+        let mut put_buf = b"before".to_vec();
+        put(&mut put_buf, 7, b"payload \x00 bytes");
+        let mut sealed = b"before".to_vec();
+        let at = open(&mut sealed);
+        sealed.extend_from_slice(b"payload \x00 bytes");
+        seal(&mut sealed, at, 7);
+        assert_eq!(sealed, put_buf);
+    }
 
     #[test]
     fn resync_skips_a_damaged_frame_and_finds_the_next() {

@@ -10,6 +10,8 @@ pub mod disk;
 pub mod frame;
 pub mod memory;
 pub mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -400,7 +402,8 @@ impl Channel {
         let mut backoff = Duration::from_millis(50);
         // A batch of releases alone still needs its commit.
         let mut first = true;
-        while done < batch.events.len() || (first && !batch.releases.is_empty()) {
+        let total = batch.len();
+        while done < total || (first && !batch.releases.is_empty()) {
             if self.0.retired.load(Ordering::SeqCst) {
                 // Its sink is gone: what has not fit is no longer for anyone.
                 return Ok(());
@@ -418,9 +421,12 @@ impl Channel {
                         // a later one could forget a key this batch just took.
                         releases: if with_releases { &b.releases } else { &[] },
                     });
-                    d.append(&b.events[from..], marks)
+                    match &b.lines {
+                        Some(lines) => d.append_lines(lines, from, marks),
+                        None => d.append(&b.events[from..], marks),
+                    }
                 }
-                Backend::Memory(m) => Ok(m.append(&b.events[from..])),
+                Backend::Memory(m) => Ok(m.append(&b.events_from(from))),
             })
             .await;
             match res {
@@ -431,7 +437,7 @@ impl Channel {
                     if a.consumed > a.dropped_newest + a.skipped {
                         self.0.data.notify_waiters();
                     }
-                    if done < batch.events.len() && a.consumed == 0 {
+                    if done < total && a.consumed == 0 {
                         // Full under `block`: wait for the sink to free space.
                         tokio::select! {
                             _ = self.0.space.notified() => {}

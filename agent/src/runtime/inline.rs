@@ -157,13 +157,14 @@ impl Inline {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SendError> {
         let mut out = Emitter::new(&self.id, &self.declared, self.clock.now());
-        self.metrics.events_in.add(batch.events.len() as u64);
+        self.metrics.events_in.add(batch.len() as u64);
         let SourceBatch {
             stream,
             events,
             marks,
             releases,
-        } = batch;
+            ..
+        } = batch.into_events();
         for (i, e) in events.into_iter().enumerate() {
             out.set_input(marks.get(i).copied());
             self.transform.process(e, &mut out);
@@ -182,6 +183,7 @@ impl Inline {
             let batch = SourceBatch {
                 stream: stream.as_ref().map(|s| self.derived(s, output.as_deref())),
                 events: e.events,
+                lines: None,
                 marks: if stream.is_some() {
                     e.marks
                 } else {

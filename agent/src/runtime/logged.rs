@@ -145,6 +145,7 @@ pub fn number(
                 stream: Some(Stream::ordered(name)),
                 marks: (*seq..*seq + n).map(|s| Mark::at(s + 1)).collect(),
                 events: e.events,
+                lines: None,
                 releases: Vec::new(),
             };
             *seq += n;

@@ -54,7 +54,8 @@ impl Ports {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SendError> {
         if self.taps.active() {
-            self.taps.offer(&self.component, output, &batch.events);
+            self.taps
+                .offer(&self.component, output, &batch.events_from(0));
         }
         let outputs = self.current();
         deliver(outputs.get(output), batch, shutdown).await

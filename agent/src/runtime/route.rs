@@ -81,7 +81,8 @@ impl LogInput {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SendError> {
         let last = self.last_tick.load(Ordering::SeqCst);
-        if !batch.events.is_empty() && self.clock.now().saturating_sub(last) >= self.resolution {
+        let events = batch.len();
+        if events > 0 && self.clock.now().saturating_sub(last) >= self.resolution {
             self.tick(shutdown).await?;
         }
         self.channel
@@ -190,7 +191,7 @@ impl SourceFanout {
 impl SourceOutput for SourceFanout {
     fn send(&self, batch: SourceBatch) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async move {
-            let n = batch.events.len() as u64;
+            let n = batch.len() as u64;
             let mut shutdown = self.shutdown.clone();
             self.outputs.deliver(None, batch, &mut shutdown).await?;
             self.events.add(n);
@@ -207,7 +208,7 @@ impl SourceOutput for SourceFanout {
             if let Some(s) = &batch.stream {
                 batch.stream = Some(derived_stream(s, &self.id, Some(output)));
             }
-            let n = batch.events.len() as u64;
+            let n = batch.len() as u64;
             let mut shutdown = self.shutdown.clone();
             self.outputs
                 .deliver(Some(output), batch, &mut shutdown)

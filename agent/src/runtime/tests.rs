@@ -399,7 +399,7 @@ async fn a_stateful_transform_s_failures_reach_its_errors_output_once() {
         stream: Some(Stream::ordered("s")),
         events: vec![e],
         marks: vec![Mark::at(1)],
-        releases: Vec::new(),
+        ..SourceBatch::default()
     };
     deliver(&[Target::Log(log.clone())], b, &mut shutdown)
         .await

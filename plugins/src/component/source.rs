@@ -19,8 +19,10 @@
 //! A keyed stream's source releases a key once its peer will never deliver
 //! that message again (`releases`), and the holder forgets it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use weir_core::lines::LineBatch;
 use weir_core::Event;
 
 use super::BoxFuture;
@@ -101,12 +103,23 @@ impl Mark {
 }
 
 /// Events a source hands to the runtime in one piece, all from one stream.
+///
+/// The events come either as `events` or, from a line-oriented source, as
+/// `lines` (ranges of one read buffer, no `Event` per line): a disk channel
+/// writes lines straight into its record form, and everything that needs
+/// events materialises them with [`SourceBatch::events_from`] or
+/// [`SourceBatch::into_events`]. A batch with `lines` has no `events`.
+/// Code that reads a batch counts with [`SourceBatch::len`], never
+/// `events.len()`.
 #[derive(Debug, Clone, Default)]
 pub struct SourceBatch {
     /// The replayable stream the events come from; `None` for a source that
     /// cannot deliver anything twice (a serial line), whose events carry no marks.
     pub stream: Option<Stream>,
     pub events: Vec<Event>,
+    /// The events as lines of one buffer, instead of `events`.
+    /// (Boxed: most batches carry events, and a batch moves through channels.)
+    pub lines: Option<Box<LineBatch>>,
     /// One per event when `stream` is set, else empty.
     pub marks: Vec<Mark>,
     /// Keyed streams: keys the peer will not deliver again; holders forget
@@ -130,8 +143,45 @@ impl SourceBatch {
             stream: Some(Stream::ordered(stream)),
             events,
             marks: ends.iter().map(|&p| Mark::at(p)).collect(),
-            releases: Vec::new(),
+            ..SourceBatch::default()
         }
+    }
+
+    /// Lines of an ordered stream with the position just past each.
+    pub fn ordered_lines(
+        stream: impl Into<Arc<str>>,
+        lines: LineBatch,
+        ends: &[u64],
+    ) -> SourceBatch {
+        debug_assert_eq!(lines.len(), ends.len());
+        SourceBatch {
+            stream: Some(Stream::ordered(stream)),
+            lines: Some(Box::new(lines)),
+            marks: ends.iter().map(|&p| Mark::at(p)).collect(),
+            ..SourceBatch::default()
+        }
+    }
+
+    /// Number of events (or lines).
+    pub fn len(&self) -> usize {
+        self.events.len() + self.lines.as_ref().map_or(0, |l| l.len())
+    }
+
+    /// The events from index `from` on, built from the lines when the batch
+    /// carries lines: the one place lines become events.
+    pub fn events_from(&self, from: usize) -> Cow<'_, [Event]> {
+        match &self.lines {
+            Some(l) => Cow::Owned(l.events_from(from)),
+            None => Cow::Borrowed(self.events.get(from..).unwrap_or(&[])),
+        }
+    }
+
+    /// The same batch with its lines turned into events.
+    pub fn into_events(mut self) -> SourceBatch {
+        if let Some(l) = self.lines.take() {
+            self.events = l.events_from(0);
+        }
+        self
     }
 
     /// An empty batch of the same stream (for a transform's outputs).
@@ -143,7 +193,11 @@ impl SourceBatch {
     }
 
     /// Adds an event with its mark (ignored when the batch has no stream).
+    /// A batch of lines becomes a batch of events first.
     pub fn push(&mut self, event: Event, mark: Option<Mark>) {
+        if let Some(l) = self.lines.take() {
+            self.events = l.events_from(0);
+        }
         self.events.push(event);
         if self.stream.is_some() {
             self.marks.push(mark.unwrap_or_default());
@@ -153,14 +207,14 @@ impl SourceBatch {
     /// Whether the marks line up with the events (or there are none).
     pub fn is_consistent(&self) -> bool {
         match self.stream {
-            Some(_) => self.marks.len() == self.events.len(),
+            Some(_) => self.marks.len() == self.len(),
             None => self.marks.is_empty() && self.releases.is_empty(),
         }
     }
 
     /// Nothing to deliver: no events and no releases.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.releases.is_empty()
+        self.len() == 0 && self.releases.is_empty()
     }
 
     /// The mark of event `i`, if the batch has a stream.
@@ -213,5 +267,27 @@ mod tests {
         let mut un = SourceBatch::unmarked(vec![]);
         un.push(ev("d"), Some(Mark::at(1)));
         assert!(un.is_consistent() && un.marks.is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_lines_counts_and_materialises_its_lines() {
+        let mut l = LineBatch::new("ab\ncd\n".into(), Metadata::default(), 5);
+        l.ranges = vec![(0, 2), (3, 5)];
+        let b = SourceBatch::ordered_lines("s", l, &[3, 6]);
+        assert!(b.is_consistent() && !b.is_empty());
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.events_from(1)[0].message(), Some("cd"));
+        let e = b.clone().into_events();
+        assert!(e.lines.is_none() && e.is_consistent());
+        let msgs: Vec<_> = e.events.iter().map(|e| e.message().unwrap()).collect();
+        assert_eq!(msgs, ["ab", "cd"]);
+        let mut p = b;
+        p.push(ev_at("ef"), Some(Mark::at(9)));
+        assert_eq!((p.len(), p.events.len()), (3, 3));
+        assert!(p.is_consistent());
+    }
+
+    fn ev_at(m: &str) -> Event {
+        Event::from_message_at(m, Metadata::default(), 5)
     }
 }

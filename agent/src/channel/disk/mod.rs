@@ -46,6 +46,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 use weir_core::codec;
+use weir_core::lines::LineBatch;
 use weir_core::Event;
 use weir_plugins::{Mark, Stream, StreamKind};
 
@@ -162,7 +163,6 @@ struct Writer {
     size: u64,
     next_id: u64,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 struct Shared {
@@ -293,7 +293,6 @@ impl DiskSpool {
                 size,
                 next_id,
                 buf: Vec::new(),
-                scratch: Vec::new(),
             }),
             shared: Mutex::new(Shared {
                 segments,
@@ -343,13 +342,47 @@ impl DiskSpool {
         events: &[Event],
         marks: Option<StreamMarks<'_>>,
     ) -> Result<Appended, SpoolError> {
-        let marks = marks.filter(|m| m.marks.len() == events.len());
+        let form = self.opts.form;
+        self.append_with(events.len(), marks, |i, out| match form {
+            PayloadForm::Records => codec::encode_record(&events[i], out),
+            PayloadForm::Events => codec::encode(&events[i], out),
+        })
+    }
+
+    /// Like [`DiskSpool::append`], for lines `from..` of `lines` (the
+    /// marks are those of the same lines). The record form is written
+    /// straight from the lines' buffer; the typed form builds each event.
+    pub fn append_lines(
+        &self,
+        lines: &LineBatch,
+        from: usize,
+        marks: Option<StreamMarks<'_>>,
+    ) -> Result<Appended, SpoolError> {
+        let n = lines.len().saturating_sub(from);
+        match self.opts.form {
+            PayloadForm::Records => {
+                let records = lines.records();
+                self.append_with(n, marks, |i, out| records.encode(from + i, out))
+            }
+            PayloadForm::Events => self.append_with(n, marks, |i, out| {
+                codec::encode(&lines.event(from + i), out)
+            }),
+        }
+    }
+
+    /// The append transaction over `n` items, item `i` encoded by `encode`.
+    fn append_with(
+        &self,
+        n: usize,
+        marks: Option<StreamMarks<'_>>,
+        mut encode: impl FnMut(usize, &mut Vec<u8>),
+    ) -> Result<Appended, SpoolError> {
+        let marks = marks.filter(|m| m.marks.len() == n);
         let mut w = lock(&self.writer);
         let mut out = Appended::default();
         let mut pending = marks.map(|m| w.streams.begin(m.stream, m.releases));
         let mut frames = std::mem::take(&mut w.buf);
         frames.clear();
-        let mut scratch = std::mem::take(&mut w.scratch);
         let mut id = w.next_id;
         // Room for the commit record and, if this append rolls, the preamble.
         // A keyed stream's commit grows with each event taken, so its room is
@@ -372,7 +405,7 @@ impl DiskSpool {
             let s = lock(&self.shared);
             self.opts.max_bytes.saturating_sub(s.total_bytes)
         };
-        for (i, e) in events.iter().enumerate() {
+        for i in 0..n {
             let overhead = overhead(out.consumed + 1);
             let mark = marks.map(|m| &m.marks[i]);
             if let (Some(p), Some(m)) = (&pending, mark) {
@@ -382,22 +415,21 @@ impl DiskSpool {
                     continue;
                 }
             }
-            scratch.clear();
-            match self.opts.form {
-                PayloadForm::Records => codec::encode_record(e, &mut scratch),
-                PayloadForm::Events => codec::encode(e, &mut scratch),
-            }
-            let need = (frame::HEADER + scratch.len()) as u64;
-            let first = frames.is_empty().then_some(id);
-            let fits = frames.len() as u64 + need + overhead <= room;
-            if !fits && !self.reserve(need + overhead, frames.len() as u64, first, &mut out) {
+            // Encoded straight into the frame buffer; taken back if it does not fit.
+            let at = frame::open(&mut frames);
+            encode(i, &mut frames);
+            let need = (frames.len() - at) as u64;
+            let first = (at == 0).then_some(id);
+            let fits = at as u64 + need + overhead <= room;
+            if !fits && !self.reserve(need + overhead, at as u64, first, &mut out) {
+                frames.truncate(at);
                 if self.opts.when_full == WhenFull::Block {
                     break;
                 }
                 out.consumed += 1;
                 out.dropped_newest += 1;
             } else {
-                frame::put(&mut frames, id, &scratch);
+                frame::seal(&mut frames, at, id);
                 id += 1;
                 out.consumed += 1;
             }
@@ -405,7 +437,6 @@ impl DiskSpool {
                 p.take(m);
             }
         }
-        w.scratch = scratch;
         let change = pending.as_ref().and_then(|p| p.change());
         if frames.is_empty() && change.is_none() {
             w.buf = frames;
@@ -657,6 +688,8 @@ fn seed_backlog(metrics: &ChannelMetrics, segments: &VecDeque<SegMeta>, acked: u
     b.acked(acked);
 }
 
+#[cfg(test)]
+mod lines_tests;
 mod read;
 mod recovery;
 #[cfg(test)]

@@ -26,19 +26,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+use weir_core::lines::{InvalidText, LineBatch};
 use weir_core::metrics::{Counter, Gauge};
-use weir_core::{Event, Metadata, Value};
+use weir_core::Metadata;
 
 pub use config::FileSourceConfig;
 
 use crate::component::{
-    BuildError, ComponentError, Mark, SourceBatch, SourceConfig, SourceContext, Stream, Task,
+    BuildError, ComponentError, SourceBatch, SourceConfig, SourceContext, Task,
 };
 use crate::state::FileCheckpoint;
 use identity::Fingerprint;
-use reader::{Line, LineSplitter};
+use reader::{Cuts, LineSplitter};
 use tailer::{ReadOutcome, Tailer};
 
 /// Chunks read from one file per round before moving to the next file.
@@ -144,7 +146,7 @@ impl FileSource {
         let mut last_checkpoint = Instant::now();
         let mut last_glob = Instant::now();
         let mut shutdown = self.ctx.shutdown.clone();
-        let mut buf = Vec::new();
+        let mut buf = BytesMut::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -302,10 +304,7 @@ impl FileSource {
     }
 
     fn splitter(&self) -> LineSplitter {
-        LineSplitter::new(
-            self.cfg.max_line_bytes.bytes() as usize,
-            self.cfg.invalid_utf8,
-        )
+        LineSplitter::new(self.cfg.max_line_bytes.bytes() as usize)
     }
 
     fn new_key(&self, dev: u64, ino: u64) -> Arc<str> {
@@ -376,12 +375,16 @@ impl FileSource {
     /// lines. A file that left the glob (rotated) is read to its end before
     /// any newer file: its successor's lines must not overtake its own.
     /// Returns whether anything was read; `Err` at shutdown.
-    async fn drain_round(&mut self, buf: &mut Vec<u8>) -> Result<bool, ()> {
+    async fn drain_round(&mut self, buf: &mut BytesMut) -> Result<bool, ()> {
         let mut progressed = false;
         let max = self.cfg.read_bytes.bytes() as usize;
-        // One vector for every chunk's lines, sized for a chunk of short
-        // lines: grown by doubling, it moved every line several times.
-        let mut lines = Vec::with_capacity((max / 64).min(1 << 16));
+        // Sized for a chunk of short lines: grown by doubling, the vectors
+        // moved every line's cut several times.
+        let room = (max / 64).min(1 << 16);
+        let mut lines = Cuts {
+            ranges: Vec::with_capacity(room),
+            ends: Vec::with_capacity(room),
+        };
         for i in 0..self.tailers.len() {
             let mut at_end = false;
             for _ in 0..CHUNKS_PER_ROUND {
@@ -421,7 +424,10 @@ impl FileSource {
                 if lines.is_empty() {
                     continue;
                 }
-                self.send(i, &mut lines).await?;
+                // The chunk is shared by the batch's lines; its memory is
+                // reused by a later read once the channels let go of it.
+                let chunk = buf.split().freeze();
+                self.send(i, chunk, &mut lines).await?;
             }
             if !at_end && !self.tailers[i].in_glob {
                 // Not finished yet: newer files wait for the next round.
@@ -444,7 +450,8 @@ impl FileSource {
         }
     }
 
-    async fn send(&mut self, i: usize, lines: &mut Vec<Line>) -> Result<(), ()> {
+    /// Sends the lines `cuts` marks in `chunk` as one batch.
+    async fn send(&mut self, i: usize, chunk: Bytes, cuts: &mut Cuts) -> Result<(), ()> {
         let t = &self.tailers[i];
         let meta = Metadata {
             source: self.ctx.id.as_str().into(),
@@ -452,30 +459,22 @@ impl FileSource {
             topic: None,
             key: None,
         };
-        let path_value = self
+        let mut lines = LineBatch::new(chunk, meta, weir_core::event::now_nanos());
+        // The batch keeps the ranges; the next chunk's start with the same room.
+        let room = cuts.ranges.capacity();
+        lines.ranges = std::mem::replace(&mut cuts.ranges, Vec::with_capacity(room));
+        lines.extra = self
             .cfg
             .path_field
             .as_ref()
-            .map(|f| (f.clone(), Value::String(t.path.display().to_string())));
-        let mut events = Vec::with_capacity(lines.len());
-        let mut marks = Vec::with_capacity(lines.len());
-        let now = weir_core::event::now_nanos();
-        for line in lines.drain(..) {
-            let mut e = Event::from_message_at(line.value, meta.clone(), now);
-            if let Some((k, v)) = &path_value {
-                e.fields.insert(k.as_str(), v.clone());
-            }
-            events.push(e);
-            marks.push(Mark::at(line.end));
-        }
-        let last = marks.last().map(|m| m.pos);
-        let n = events.len() as u64;
-        let batch = SourceBatch {
-            stream: Some(Stream::ordered(t.key.clone())),
-            events,
-            marks,
-            releases: Vec::new(),
+            .map(|f| (f.as_str().into(), t.path.display().to_string().into()));
+        lines.invalid = match self.cfg.invalid_utf8 {
+            config::InvalidUtf8::Replace => InvalidText::Replace,
+            config::InvalidUtf8::Preserve => InvalidText::Preserve,
         };
+        let last = cuts.ends.last().copied();
+        let n = lines.len() as u64;
+        let batch = SourceBatch::ordered_lines(t.key.clone(), lines, &cuts.ends);
         self.ctx.output.send(batch).await.map_err(|_| ())?;
         self.metrics.events.add(n);
         if let Some(end) = last {
@@ -492,8 +491,12 @@ impl FileSource {
         let finished = |t: &Tailer| !t.in_glob && t.last_data.elapsed() >= wait;
         for i in 0..self.tailers.len() {
             if finished(&self.tailers[i]) {
-                if let Some(line) = self.tailers[i].take_partial_line() {
-                    self.send(i, &mut vec![line]).await?;
+                if let Some((line, end)) = self.tailers[i].take_partial_line() {
+                    let mut cuts = Cuts {
+                        ranges: vec![(0, line.len())],
+                        ends: vec![end],
+                    };
+                    self.send(i, line.into(), &mut cuts).await?;
                 }
             }
         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::identity::{self, Fingerprint};
-use super::reader::{Line, LineSplitter};
+use bytes::BytesMut;
+
+use super::reader::{Cuts, LineSplitter};
 
 /// What a read found.
 #[derive(Debug, PartialEq, Eq)]
@@ -79,19 +81,23 @@ impl Tailer {
         self.splitter.truncated
     }
 
-    /// The last line when it has no newline (the file is finished).
-    pub fn take_partial_line(&mut self) -> Option<Line> {
-        self.splitter.flush(self.offset)
+    /// The last line when it has no newline (the file is finished), with
+    /// the offset it ends at.
+    pub fn take_partial_line(&mut self) -> Option<(Vec<u8>, u64)> {
+        self.splitter.flush().map(|l| (l, self.offset))
     }
 
-    /// Reads up to `max` bytes, appending complete lines to `out`.
+    /// Reads up to `max` bytes into `buf` (after the unfinished line carried
+    /// from the last read), noting its complete lines in `out`. `buf` is
+    /// cleared first and holds the chunk the cuts refer to.
     pub fn read(
         &mut self,
-        buf: &mut Vec<u8>,
+        buf: &mut BytesMut,
         max: usize,
         fp_bytes: u64,
-        out: &mut Vec<Line>,
+        out: &mut Cuts,
     ) -> io::Result<ReadOutcome> {
+        buf.clear();
         let size = self.file.metadata()?.len();
         if size < self.offset || !identity::starts_with(&self.file, self.fp)? {
             self.offset = 0;
@@ -108,12 +114,25 @@ impl Tailer {
             return Ok(ReadOutcome::Eof);
         }
         let n = ((size - self.offset) as usize).min(max);
-        buf.resize(n, 0);
-        let got = self.file.read_at(buf, self.offset)?;
+        let carried = self.splitter.carried();
+        // Reclaims the previous chunk's memory once nothing refers to it.
+        buf.reserve(carried.len() + n);
+        buf.extend_from_slice(carried);
+        let at = buf.len();
+        buf.resize(at + n, 0);
+        let got = match self.file.read_at(&mut buf[at..], self.offset) {
+            Ok(g) => g,
+            Err(e) => {
+                buf.clear();
+                return Err(e);
+            }
+        };
+        buf.truncate(at + got);
         if got == 0 {
+            buf.clear();
             return Ok(ReadOutcome::Eof);
         }
-        self.splitter.push(&buf[..got], self.offset, out);
+        self.splitter.split(buf, self.offset, out);
         self.offset += got as u64;
         self.last_data = std::time::Instant::now();
         Ok(ReadOutcome::Data(got))

@@ -38,9 +38,10 @@ impl Collect {
             .unwrap()
             .iter()
             .flat_map(|b| {
-                b.events
+                b.events_from(0)
                     .iter()
                     .map(|e| e.message().unwrap_or("<bytes>").to_owned())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
