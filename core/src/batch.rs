@@ -118,6 +118,15 @@ impl BatchHeader {
 
 /// Checks that `buf` is exactly one well-formed batch with a correct CRC.
 pub fn verify(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = verify_framing(buf)?;
+    check_crc(buf)?;
+    Ok(h)
+}
+
+/// Checks that `buf` is exactly one batch by its header and length, without
+/// the CRC: for a caller whose next step ([`crate::decode::validate`]) checks
+/// the CRC anyway, so the bytes are read for it once, not twice.
+pub fn verify_framing(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(buf)?;
     if h.total_len() != buf.len() {
         return Err(BatchError::Length {
@@ -125,7 +134,6 @@ pub fn verify(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             actual: buf.len(),
         });
     }
-    check_crc(buf)?;
     Ok(h)
 }
 

@@ -153,10 +153,19 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Vec<StoredRecord>, InvalidB
     Ok(out)
 }
 
+/// Where the records section is read from.
+enum Source<'a> {
+    /// Uncompressed: the records are walked in place, each record a
+    /// sub-slice (no reader, no per-record copy). What is left to walk.
+    Plain(&'a [u8]),
+    /// Compressed: a bounded decompressing reader (`codecs.rs`).
+    Stream(Box<dyn BufRead + 'a>),
+}
+
 /// A streaming reader over the records of one batch.
 pub struct Records<'a> {
     header: BatchHeader,
-    source: Box<dyn BufRead + 'a>,
+    source: Source<'a>,
     limits: Limits,
     /// Decompressed bytes consumed so far.
     used: usize,
@@ -174,11 +183,12 @@ impl<'a> Records<'a> {
         if header.attributes & 0x30 != 0 {
             return Err(InvalidBatch::Transactional);
         }
-        let source = codecs::open(
-            header.attributes & 0x07,
-            body,
-            limits.max_decompressed_bytes,
-        )?;
+        let code = header.attributes & 0x07;
+        let source = if code == 0 {
+            Source::Plain(body)
+        } else {
+            Source::Stream(codecs::open(code, body, limits.max_decompressed_bytes)?)
+        };
         Ok(Records {
             header,
             source,
@@ -216,7 +226,11 @@ impl<'a> Records<'a> {
             return Ok(None);
         }
         let bad = |reason| InvalidBatch::Record { index, reason };
-        let (len, n) = read_varint_stream(&mut self.source)
+        let read = match &mut self.source {
+            Source::Plain(rest) => read_varint_stream(rest),
+            Source::Stream(r) => read_varint_stream(r),
+        };
+        let (len, n) = read
             .map_err(|e| self.stream_err(e, index))?
             .ok_or(bad("bad record length"))?;
         self.used += n;
@@ -230,13 +244,25 @@ impl<'a> Records<'a> {
                 }
             });
         }
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        self.source
-            .read_exact(&mut self.buf)
-            .map_err(|e| self.stream_err(e, index))?;
-        self.used += len;
-        let rec = parse_record(&self.buf, index, &self.header, keep)?;
+        let rec = match &mut self.source {
+            Source::Plain(rest) => {
+                let Some((body, tail)) = rest.split_at_checked(len) else {
+                    return Err(self.stream_err(io::ErrorKind::UnexpectedEof.into(), index));
+                };
+                *rest = tail;
+                self.used += len;
+                parse_record(body, index, &self.header, keep)?
+            }
+            Source::Stream(r) => {
+                self.buf.clear();
+                self.buf.resize(len, 0);
+                if let Err(e) = r.read_exact(&mut self.buf) {
+                    return Err(self.stream_err(e, index));
+                }
+                self.used += len;
+                parse_record(&self.buf, index, &self.header, keep)?
+            }
+        };
         if rec.timestamp < self.limits.min_timestamp || rec.timestamp > self.limits.max_timestamp {
             return Err(InvalidBatch::Timestamp {
                 index,
@@ -276,28 +302,39 @@ impl<'a> Records<'a> {
 
     /// After the last record the stream must be empty.
     fn check_end(&mut self) -> Result<(), InvalidBatch> {
-        let mut trailing = 0usize;
-        loop {
-            let chunk = match self.source.fill_buf() {
-                Ok(c) => c.len(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.decompress_err(e)),
-            };
-            if chunk == 0 {
-                break;
-            }
-            trailing += chunk;
-            self.source.consume(chunk);
-            if self.used + trailing > self.limits.max_decompressed_bytes {
-                return Err(InvalidBatch::TooLarge {
-                    limit: self.limits.max_decompressed_bytes,
-                });
-            }
+        let budget = self.limits.max_decompressed_bytes.saturating_sub(self.used);
+        let drained = match &mut self.source {
+            Source::Plain(rest) => Ok(Some(std::mem::take(rest).len()).filter(|n| *n <= budget)),
+            Source::Stream(r) => drain(r.as_mut(), budget),
+        };
+        match drained {
+            Err(e) => Err(self.decompress_err(e)),
+            Ok(None) => Err(InvalidBatch::TooLarge {
+                limit: self.limits.max_decompressed_bytes,
+            }),
+            Ok(Some(0)) => Ok(()),
+            Ok(Some(trailing)) => Err(InvalidBatch::Trailing(trailing)),
         }
-        if trailing > 0 {
-            return Err(InvalidBatch::Trailing(trailing));
+    }
+}
+
+/// Reads `r` to its end: the bytes it held, or `None` once they pass `budget`.
+fn drain(r: &mut dyn BufRead, budget: usize) -> Result<Option<usize>, io::Error> {
+    let mut trailing = 0usize;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk == 0 {
+            return Ok(Some(trailing));
         }
-        Ok(())
+        trailing += chunk;
+        r.consume(chunk);
+        if trailing > budget {
+            return Ok(None);
+        }
     }
 }
 
@@ -412,7 +449,7 @@ impl<'a> Cursor<'a> {
 
 /// Reads one zigzag varint from a stream: its value and byte count, or
 /// `None` when it is malformed (longer than 5 bytes or over 32 bits).
-fn read_varint_stream(r: &mut dyn BufRead) -> Result<Option<(i32, usize)>, io::Error> {
+fn read_varint_stream(r: &mut impl Read) -> Result<Option<(i32, usize)>, io::Error> {
     let mut v: u64 = 0;
     for i in 0..5 {
         let mut byte = [0u8; 1];

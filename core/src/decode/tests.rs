@@ -578,3 +578,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_in_place_walk_of_an_uncompressed_batch_refuses_cut_records_and_trailing_bytes_with_their_reasons(
+) {
+    let whole = records(3);
+    // The last record's body cut short by 2 bytes (its length says more).
+    let cut = raw_batch(0, 3, TS + 2, &whole[..whole.len() - 2]);
+    assert_eq!(
+        validate(&cut, &Limits::default()),
+        Err(InvalidBatch::Record {
+            index: 2,
+            reason: "records end before the count in the header"
+        })
+    );
+    // The last record's length varint itself missing.
+    let one = record(0, 0, b"{\"message\":\"x\"}");
+    let no_length = raw_batch(0, 2, TS, &one);
+    assert!(matches!(
+        validate(&no_length, &Limits::default()),
+        Err(InvalidBatch::Record { index: 1, .. })
+    ));
+    let trailing = raw_batch(0, 3, TS + 2, &[whole.clone(), vec![7; 5]].concat());
+    assert_eq!(
+        validate(&trailing, &Limits::default()),
+        Err(InvalidBatch::Trailing(5))
+    );
+    // Trailing bytes past the size bound are refused as too large.
+    let tight = Limits {
+        max_decompressed_bytes: whole.len() + 2,
+        ..Limits::default()
+    };
+    assert_eq!(
+        validate(&trailing, &tight),
+        Err(InvalidBatch::TooLarge {
+            limit: whole.len() + 2
+        })
+    );
+    // A good batch walked in place decodes to its records.
+    let good = raw_batch(0, 3, TS + 2, &whole);
+    let decoded = decode(&good, &Limits::default()).unwrap();
+    assert_eq!(decoded.len(), 3);
+    assert_eq!(
+        decoded[2].value.as_deref(),
+        Some(&b"{\"message\":\"x\"}"[..])
+    );
+}
