@@ -20,7 +20,7 @@ pub mod identity;
 pub mod reader;
 pub mod tailer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,7 +77,6 @@ struct FileSource {
     pending_checkpoints: Vec<FileCheckpoint>,
     next_order: u64,
     metrics: Metrics,
-    reported_truncated: HashMap<Arc<str>, u64>,
 }
 
 impl FileSource {
@@ -110,7 +109,6 @@ impl FileSource {
             pending_checkpoints: Vec::new(),
             next_order: 0,
             metrics,
-            reported_truncated: HashMap::new(),
         }
     }
 
@@ -438,12 +436,9 @@ impl FileSource {
     }
 
     fn report_truncated_lines(&mut self, i: usize) {
-        let t = &self.tailers[i];
+        let t = &mut self.tailers[i];
         let n = t.truncated_lines();
-        let before = self
-            .reported_truncated
-            .insert(t.key.clone(), n)
-            .unwrap_or(0);
+        let before = std::mem::replace(&mut t.reported_truncated, n);
         if n > before {
             self.metrics.truncated_lines.add(n - before);
             warn!(path = %t.path.display(), lines = n - before, max_line_bytes = %self.cfg.max_line_bytes, "Lines longer than max_line_bytes were cut; the rest was dropped.");

@@ -44,6 +44,10 @@ pub struct Tailer {
     /// Discovery order: older files are drained first, so a rotated file is
     /// finished before its successor is read.
     pub order: u64,
+    /// Cut lines already counted and logged: kept with the tailer (not by
+    /// stream key, which changes on truncation in place) so that each cut
+    /// line is reported once.
+    pub reported_truncated: u64,
 }
 
 impl Tailer {
@@ -73,6 +77,7 @@ impl Tailer {
             in_glob: true,
             last_data: std::time::Instant::now(),
             order,
+            reported_truncated: 0,
         }
     }
 

@@ -81,6 +81,10 @@ fn config(dir: &Path, extra: &str) -> FileSourceConfig {
 }
 
 fn start(cfg: &FileSourceConfig, state: &StateStore) -> Running {
+    start_in(cfg, state, Registry::new())
+}
+
+fn start_in(cfg: &FileSourceConfig, state: &StateStore, metrics: Registry) -> Running {
     let out = Arc::new(Collect::default());
     let (stop, shutdown) = watch::channel(false);
     let ctx = SourceContext {
@@ -89,7 +93,7 @@ fn start(cfg: &FileSourceConfig, state: &StateStore) -> Running {
         output: out.clone(),
         state: state.clone(),
         shutdown,
-        metrics: Registry::new(),
+        metrics,
         held: Default::default(),
     };
     let task = tokio::spawn(cfg.build(ctx).unwrap());
@@ -182,6 +186,49 @@ async fn copytruncate_is_detected_and_the_new_content_read_from_the_start() {
         keys.len(),
         2,
         "the truncated file restarts under a new stream key"
+    );
+}
+
+/// The value of the series `name` in the rendered registry.
+fn metric(r: &Registry, name: &str) -> u64 {
+    r.render()
+        .lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cut_lines_are_counted_once_even_after_the_file_is_truncated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let long = "x".repeat(5000);
+    append(&log, &format!("{long}\n{long}\nshort\n"));
+    let metrics = Registry::new();
+    let r = start_in(
+        &config(dir.path(), "max_line_bytes: 4KiB\n"),
+        &StateStore::in_memory().unwrap(),
+        metrics.clone(),
+    );
+    r.out.wait_lines(3).await;
+    assert_eq!(metric(&metrics, "weir_file_truncated_lines_total"), 2);
+    for round in 0..2 {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, &format!("after truncate {round}\n"));
+        r.out.wait_lines(4 + round).await;
+    }
+    let out = r.stop().await;
+    assert_eq!(out.lines().len(), 5, "{:?}", out.lines());
+    assert_eq!(
+        metric(&metrics, "weir_file_truncated_lines_total"),
+        2,
+        "two lines were cut, whatever happened to the file afterwards"
     );
 }
 
