@@ -185,10 +185,30 @@ impl CollectorSink {
                 Range::Shutdown => return Ok(()),
                 Range::Gone => {
                     warn!(sink = %self.ctx.id, start = entry.start, end = entry.end, "A journaled batch can no longer be re-formed from the channel (records dropped or damaged); starting a new producer epoch.");
-                    for f in pending.drain(..) {
-                        f.task.abort();
+                    // The batches journaled before it were re-formed exactly
+                    // and are being resent under this epoch, where the
+                    // collector recognises those it already holds: let them
+                    // finish first, so that only what follows the lost batch
+                    // is sent again under the new epoch (which the collector
+                    // cannot tell from new data).
+                    let mut new_id = false;
+                    while let Some(InFlight { entry, task }) = pending.pop_front() {
+                        match task.await.unwrap_or(Outcome::Shutdown) {
+                            Outcome::Acked => {
+                                self.confirmed(entry.end).await;
+                                acked.store(entry.end, Ordering::SeqCst);
+                                self.journal.inflight.retain(|e| e.start >= entry.end);
+                            }
+                            Outcome::Shutdown => return self.stop(pending).await,
+                            Outcome::Rejected { new_id: n, .. } => {
+                                new_id = n;
+                                for f in pending.drain(..) {
+                                    f.task.abort();
+                                }
+                            }
+                        }
                     }
-                    if self.new_epoch(false).await.is_none() {
+                    if self.new_epoch(new_id).await.is_none() {
                         return Ok(());
                     }
                     self.ctx.input.rewind();
