@@ -210,6 +210,14 @@ impl Collector {
         format!("http://{}", self.addr)
     }
 
+    /// End offset of partition 0 of `topic`: how many records it holds
+    /// (`None` while the topic does not exist or the collector is down).
+    pub fn end_offset(&self, topic: &str) -> Option<u64> {
+        let t = http_get(self.addr, &format!("/v1/topics/{topic}"))?;
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        v["partitions"][0]["end_offset"].as_u64()
+    }
+
     /// kill -9, then start again on the same port and data.
     pub fn crash_and_restart(&mut self, down_for: Duration) {
         self.proc.kill9();
@@ -520,4 +528,21 @@ pub fn write_pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write pipeline");
     p
+}
+
+/// CRC-32C (Castagnoli), bitwise: tests that forge or check on-disk
+/// records compute it without trusting the code under test.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

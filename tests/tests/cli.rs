@@ -317,14 +317,10 @@ sinks:
     agent.crash_and_restart(Duration::from_millis(200));
     append_lines(&logs.join("a.log"), (3000..5000).map(line));
     let done = wait_for(Duration::from_secs(30), || {
-        let t = http_get(collector.addr, "/v1/topics")?;
-        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-        let ends: Vec<u64> = v
-            .as_array()?
+        ["raw", "tagged"]
             .iter()
-            .map(|t| t["partitions"][0]["end_offset"].as_u64().unwrap_or(0))
-            .collect();
-        (ends.len() == 2 && ends.iter().all(|e| *e >= 5000)).then_some(())
+            .all(|t| collector.end_offset(t).is_some_and(|e| e >= 5000))
+            .then_some(())
     });
     assert!(
         done.is_some(),

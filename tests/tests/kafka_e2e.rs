@@ -25,12 +25,6 @@ fn pipeline(dir: &Path, logs: &Path, url: &str, topic: &str) -> std::path::PathB
     )
 }
 
-fn end_offset(k: &KafkaCollector, topic: &str) -> Option<u64> {
-    let t = http_get(k.collector.addr, &format!("/v1/topics/{topic}"))?;
-    let v: Value = serde_json::from_str(&t).ok()?;
-    v["partitions"][0]["end_offset"].as_u64()
-}
-
 #[test]
 fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
     const TOTAL: usize = 20_000;
@@ -43,7 +37,9 @@ fn kafka_consumers_see_every_agent_line_once_in_order_across_collector_kill9() {
     let log = logs.join("app.log");
     append_lines(&log, (0..100).map(line));
     assert!(
-        wait_for(Duration::from_secs(30), || end_offset(&k, "tail")
+        wait_for(Duration::from_secs(30), || k
+            .collector
+            .end_offset("tail")
             .filter(|e| *e >= 100))
         .is_some(),
         "the agent's first lines arrive"
@@ -139,11 +135,11 @@ fn quixstreams_windows_an_agent_fed_topic_back_into_the_collector() {
     let cfg = pipeline(dir.path(), &logs, &k.url(), "agent-logs");
     let _agent = Agent::start(&cfg, &dir.path().join("agent"));
     append_lines(&logs.join("app.log"), (0..LINES).map(line));
-    assert!(
-        wait_for(Duration::from_secs(30), || end_offset(&k, "agent-logs")
-            .filter(|e| *e >= LINES as u64))
-        .is_some()
-    );
+    assert!(wait_for(Duration::from_secs(30), || k
+        .collector
+        .end_offset("agent-logs")
+        .filter(|e| *e >= LINES as u64))
+    .is_some());
 
     let out = dir.path().join("quix.out");
     let n = LINES.to_string();

@@ -11,22 +11,11 @@ use std::time::{Duration, Instant};
 use weir_tests::mosquitto::{publish_one, tool, Mosquitto, Publisher, Subscriber};
 use weir_tests::*;
 
-/// Records in the collector's `topic` (partition 0), from its topic listing.
-fn end_offset(c: &Collector, topic: &str) -> u64 {
-    let Some(t) = http_get(c.addr, "/v1/topics") else {
-        return 0;
-    };
-    let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["topic"] == topic)
-        .map(|t| t["partitions"][0]["end_offset"].as_u64().unwrap_or(0))
-        .sum()
-}
-
 fn wait_records(c: &Collector, topic: &str, n: u64, limit: Duration) -> bool {
-    wait_for(limit, || (end_offset(c, topic) >= n).then_some(())).is_some()
+    wait_for(limit, || {
+        (c.end_offset(topic).unwrap_or(0) >= n).then_some(())
+    })
+    .is_some()
 }
 
 /// How often each `n` occurs in the records' values.

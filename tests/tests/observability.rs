@@ -24,12 +24,6 @@ fn wait_status(addr: SocketAddr, path: &str, status: u16, limit: Duration) -> Op
     })
 }
 
-fn end_offset(c: &Collector, topic: &str) -> Option<u64> {
-    let t = http_get(c.addr, &format!("/v1/topics/{topic}"))?;
-    let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-    v["partitions"][0]["end_offset"].as_u64()
-}
-
 #[test]
 fn a_collector_outage_fails_ready_past_the_threshold_and_is_logged_once_with_its_cause_and_recovery(
 ) {
@@ -67,7 +61,8 @@ sinks:
     let agent = Agent::start(&cfg, &dir.path().join("agent"));
     append_lines(&logs.join("app.log"), (0..100).map(line));
     assert!(
-        wait_for(Duration::from_secs(30), || end_offset(&collector, "obs")
+        wait_for(Duration::from_secs(30), || collector
+            .end_offset("obs")
             .filter(|e| *e >= 100))
         .is_some(),
         "first lines not delivered: {}",
@@ -125,7 +120,8 @@ sinks:
         agent.proc.log_text()
     );
     assert!(
-        wait_for(Duration::from_secs(30), || end_offset(&collector, "obs")
+        wait_for(Duration::from_secs(30), || collector
+            .end_offset("obs")
             .filter(|e| *e >= 600))
         .is_some(),
         "backlog not delivered: {}",

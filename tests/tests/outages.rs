@@ -61,12 +61,6 @@ fn setup(channel: &str) -> Setup {
     }
 }
 
-fn end_offset(c: &Collector) -> Option<u64> {
-    let t = http_get(c.addr, "/v1/topics")?;
-    let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-    v[0]["partitions"][0]["end_offset"].as_u64()
-}
-
 #[test]
 fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     let Setup {
@@ -92,7 +86,7 @@ fn spool_holds_during_an_outage_and_drains_exactly_once_after() {
     std::thread::sleep(Duration::from_secs(1));
     let collector = Collector::start_on(&cdata, addr);
     let done = wait_for(Duration::from_secs(60), || {
-        end_offset(&collector).filter(|e| *e as usize >= n)
+        collector.end_offset("outage").filter(|e| *e as usize >= n)
     });
     assert!(
         done.is_some(),
@@ -157,7 +151,7 @@ fn a_full_spool_under_block_holds_the_source_back_and_loses_nothing() {
     );
     let collector = Collector::start_on(&cdata, addr);
     let done = wait_for(Duration::from_secs(60), || {
-        end_offset(&collector).filter(|e| *e as usize >= n)
+        collector.end_offset("outage").filter(|e| *e as usize >= n)
     });
     assert!(done.is_some(), "did not drain: {}", agent.proc.log_text());
     assert_exactly_once_in_order(&messages(&consume_all(&collector.url(), "outage")), n);
@@ -201,7 +195,9 @@ fn a_full_spool_under_drop_newest_counts_exactly_what_is_missing() {
     let collector = Collector::start_on(&cdata, addr);
     let expect = n - dropped;
     let done = wait_for(Duration::from_secs(60), || {
-        end_offset(&collector).filter(|e| *e as usize >= expect)
+        collector
+            .end_offset("outage")
+            .filter(|e| *e as usize >= expect)
     });
     assert!(done.is_some(), "did not drain: {}", agent.proc.log_text());
     std::thread::sleep(Duration::from_millis(500));
@@ -289,7 +285,7 @@ fn a_full_disk_holds_the_source_back_without_exiting_or_losing_lines() {
     // Space comes back as the collector drains the spool.
     let collector = Collector::start_on(&cdata, addr);
     let done = wait_for(Duration::from_secs(90), || {
-        end_offset(&collector).filter(|e| *e as usize >= n)
+        collector.end_offset("outage").filter(|e| *e as usize >= n)
     });
     assert!(
         done.is_some(),
@@ -332,7 +328,7 @@ fn a_dead_sink_does_not_stall_a_live_one_fed_by_the_same_source() {
     let n = 20_000;
     append_lines(&logs.join("app.log"), (0..n).map(line));
     let done = wait_for(Duration::from_secs(60), || {
-        end_offset(&live).filter(|e| *e as usize >= n)
+        live.end_offset("t").filter(|e| *e as usize >= n)
     });
     assert!(
         done.is_some(),

@@ -63,61 +63,92 @@ fn read_cursor_v2(path: &Path) -> (u64, Vec<u8>) {
     (acked, note)
 }
 
-/// CRC-32C (Castagnoli), bitwise: the test does not trust the code it checks.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
+/// A collector and an agent tailing `logs/app.log` into it, with the paths
+/// the tests read and damage.
+struct Rig {
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    data: std::path::PathBuf,
+    cursor: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+    collector: Collector,
+    agent: Agent,
+    /// Lines appended so far (`line(0..written)`).
+    written: usize,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let data = dir.path().join("agent");
+        let collector = Collector::start(&dir.path().join("collector"));
+        let cfg = pipeline(dir.path(), &logs, &collector.url());
+        let agent = Agent::start(&cfg, &data);
+        Rig {
+            log: logs.join("app.log"),
+            cursor: data.join("spool").join("central").join("ack"),
+            data,
+            cfg,
+            collector,
+            agent,
+            written: 0,
+            _dir: dir,
         }
     }
-    !crc
+
+    /// Appends 2,500 lines, kills the agent -9 `pause` later, and asks
+    /// `caught` about the state it left (its cursor's acknowledged id and
+    /// journal note, and the collector's end offset); restarts it and tries
+    /// again until `caught` answers, at most `attempts` times. The agent is
+    /// left dead when caught.
+    fn kill_until<T>(
+        &mut self,
+        attempts: usize,
+        pause: Duration,
+        mut caught: impl FnMut(u64, &serde_json::Value, u64) -> Option<T>,
+    ) -> Option<T> {
+        for _ in 0..attempts {
+            append_lines(&self.log, (self.written..self.written + 2_500).map(line));
+            self.written += 2_500;
+            std::thread::sleep(pause);
+            self.agent.proc.kill9();
+            let (acked, note) = read_cursor_v2(&self.cursor);
+            let j: serde_json::Value = serde_json::from_slice(&note).unwrap();
+            let held = self.collector.end_offset("upgrade").unwrap_or(0);
+            if let Some(t) = caught(acked, &j, held) {
+                return Some(t);
+            }
+            self.agent = Agent::start(&self.cfg, &self.data);
+        }
+        None
+    }
+
+    /// Restarts the agent and waits until the collector holds `n` records.
+    fn restart_until_held(&mut self, n: usize) {
+        self.agent = Agent::start(&self.cfg, &self.data);
+        let done = wait_for(Duration::from_secs(60), || {
+            let end = self.collector.end_offset("upgrade")? as usize;
+            (end >= n).then_some(end)
+        });
+        assert!(done.is_some(), "{}", self.agent.proc.log_text());
+        // A moment for any (wrong) duplicate still in flight to land.
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
 fn an_older_agents_sqlite_journal_with_batches_in_flight_is_taken_over_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let data = dir.path().join("agent");
-    let collector = Collector::start(&dir.path().join("collector"));
-    let cfg = pipeline(dir.path(), &logs, &collector.url());
-    let mut agent = Agent::start(&cfg, &data);
-    let log = logs.join("app.log");
-
-    let cursor = data.join("spool").join("central").join("ack");
-    let end_offset = |c: &Collector| {
-        http_get(c.addr, "/v1/topics").and_then(|t| {
-            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-            v[0]["partitions"][0]["end_offset"].as_u64()
-        })
-    };
+    let mut rig = Rig::start();
     // Kill the agent while batches are in flight until the collector holds
     // records past the agent's acknowledged cursor: only the journal can
     // then say which, so a sink that ignored the old journal would
     // duplicate them. Bounded: a few attempts.
-    let mut written = 0;
-    let mut found = None;
-    for _ in 0..8 {
-        append_lines(&log, (written..written + 2_500).map(line));
-        written += 2_500;
-        std::thread::sleep(Duration::from_millis(60));
-        agent.proc.kill9();
-        let (acked, note) = read_cursor_v2(&cursor);
-        let j: serde_json::Value = serde_json::from_slice(&note).unwrap();
+    let found = rig.kill_until(8, Duration::from_millis(60), |acked, j, held| {
         let inflight = j["inflight"].as_array().map_or(0, |a| a.len());
-        let held = end_offset(&collector).unwrap_or(0);
-        if inflight > 0 && held > acked {
-            found = Some((acked, note));
-            break;
-        }
-        agent = Agent::start(&cfg, &data);
-    }
+        (inflight > 0 && held > acked).then(|| (acked, serde_json::to_vec(j).unwrap()))
+    });
     let Some((acked, note)) = found else {
         panic!("never caught the collector holding batches the agent had not acknowledged");
     };
@@ -126,9 +157,9 @@ fn an_older_agents_sqlite_journal_with_batches_in_flight_is_taken_over_exactly_o
     // cursor, and the journal in the state database.
     let mut v1 = acked.to_le_bytes().to_vec();
     v1.extend_from_slice(&crc32c(&acked.to_le_bytes()).to_le_bytes());
-    std::fs::write(&cursor, v1).unwrap();
+    std::fs::write(&rig.cursor, v1).unwrap();
     {
-        let db = rusqlite::Connection::open(data.join("state.db")).unwrap();
+        let db = rusqlite::Connection::open(rig.data.join("state.db")).unwrap();
         db.execute(
             "INSERT OR REPLACE INTO component_state (component, key, value) VALUES ('central', 'collector_journal', ?1)",
             [&note],
@@ -136,27 +167,17 @@ fn an_older_agents_sqlite_journal_with_batches_in_flight_is_taken_over_exactly_o
         .unwrap();
     }
 
-    let agent = Agent::start(&cfg, &data);
-    append_lines(&log, (written..TOTAL).map(line));
-    let done = wait_for(Duration::from_secs(60), || {
-        let end = http_get(collector.addr, "/v1/topics").and_then(|t| {
-            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-            v[0]["partitions"][0]["end_offset"].as_u64()
-        })? as usize;
-        (end >= TOTAL).then_some(end)
-    });
-    assert!(done.is_some(), "{}", agent.proc.log_text());
-    // A moment for any (wrong) duplicate still in flight to land.
-    std::thread::sleep(Duration::from_millis(500));
-    let got = messages(&consume_all(&collector.url(), "upgrade"));
+    append_lines(&rig.log, (rig.written..TOTAL).map(line));
+    rig.restart_until_held(TOTAL);
+    let got = messages(&consume_all(&rig.collector.url(), "upgrade"));
     assert_exactly_once_in_order(&got, TOTAL);
 
     // Moved: the cursor is in version 2 form with the journal, and the
     // database keeps only the marker.
-    let (_, note) = read_cursor_v2(&cursor);
+    let (_, note) = read_cursor_v2(&rig.cursor);
     let j: serde_json::Value = serde_json::from_slice(&note).unwrap();
     assert!(j["producer"]["issued"].as_bool().unwrap());
-    let db = rusqlite::Connection::open(data.join("state.db")).unwrap();
+    let db = rusqlite::Connection::open(rig.data.join("state.db")).unwrap();
     let marker: Vec<u8> = db
         .query_row(
             "SELECT value FROM component_state WHERE component = 'central' AND key = 'collector_journal'",
@@ -178,32 +199,10 @@ fn an_older_agents_sqlite_journal_with_batches_in_flight_is_taken_over_exactly_o
 /// they arrived before the crash.)
 #[test]
 fn a_damaged_record_in_flight_is_lost_alone_and_the_batches_before_it_are_not_duplicated() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let data = dir.path().join("agent");
-    let collector = Collector::start(&dir.path().join("collector"));
-    let cfg = pipeline(dir.path(), &logs, &collector.url());
-    let mut agent = Agent::start(&cfg, &data);
-    let log = logs.join("app.log");
-    let cursor = data.join("spool").join("central").join("ack");
-    let end_offset = |c: &Collector| {
-        http_get(c.addr, "/v1/topics").and_then(|t| {
-            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-            v[0]["partitions"][0]["end_offset"].as_u64()
-        })
-    };
+    let mut rig = Rig::start();
     // Kill the agent until its journal lists at least two batches in flight
     // and the collector holds the first of them. Bounded: a few attempts.
-    let mut written = 0;
-    let mut found = None;
-    for _ in 0..12 {
-        append_lines(&log, (written..written + 2_500).map(line));
-        written += 2_500;
-        std::thread::sleep(Duration::from_millis(40));
-        agent.proc.kill9();
-        let (_, note) = read_cursor_v2(&cursor);
-        let j: serde_json::Value = serde_json::from_slice(&note).unwrap();
+    let found = rig.kill_until(12, Duration::from_millis(40), |_, j, held| {
         let spans: Vec<(u64, u64)> = j["inflight"]
             .as_array()
             .map(|a| {
@@ -212,13 +211,8 @@ fn a_damaged_record_in_flight_is_lost_alone_and_the_batches_before_it_are_not_du
                     .collect()
             })
             .unwrap_or_default();
-        let held = end_offset(&collector).unwrap_or(0);
-        if spans.len() >= 2 && held >= spans[0].1 {
-            found = Some((spans[0], spans[1]));
-            break;
-        }
-        agent = Agent::start(&cfg, &data);
-    }
+        (spans.len() >= 2 && held >= spans[0].1).then(|| (spans[0], spans[1]))
+    });
     let Some((first, second)) = found else {
         panic!("never caught two batches in flight with the collector holding the first");
     };
@@ -228,7 +222,7 @@ fn a_damaged_record_in_flight_is_lost_alone_and_the_batches_before_it_are_not_du
     let k = ((second.0 + second.1) / 2) as usize;
     let needle = line(k);
     let mut damaged = false;
-    for seg in std::fs::read_dir(data.join("spool").join("central")).unwrap() {
+    for seg in std::fs::read_dir(rig.data.join("spool").join("central")).unwrap() {
         let p = seg.unwrap().path();
         if p.extension().is_some_and(|e| e == "spool") {
             let mut bytes = std::fs::read(&p).unwrap();
@@ -244,14 +238,10 @@ fn a_damaged_record_in_flight_is_lost_alone_and_the_batches_before_it_are_not_du
     }
     assert!(damaged, "line {k} found in a spool segment");
 
-    let agent = Agent::start(&cfg, &data);
-    let done = wait_for(Duration::from_secs(60), || {
-        let end = end_offset(&collector)? as usize;
-        (end + 1 >= written).then_some(end)
-    });
-    assert!(done.is_some(), "{}", agent.proc.log_text());
-    std::thread::sleep(Duration::from_millis(500));
-    let got = messages(&consume_all(&collector.url(), "upgrade"));
+    let written = rig.written;
+    // Everything but the damaged record, which may be lost.
+    rig.restart_until_held(written - 1);
+    let got = messages(&consume_all(&rig.collector.url(), "upgrade"));
     let mut count = vec![0usize; written];
     for m in &got {
         let i: usize = m.get(5..14).and_then(|n| n.parse().ok()).unwrap();
