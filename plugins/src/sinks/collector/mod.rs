@@ -194,11 +194,7 @@ impl CollectorSink {
                     let mut new_id = false;
                     while let Some(InFlight { entry, task }) = pending.pop_front() {
                         match task.await.unwrap_or(Outcome::Shutdown) {
-                            Outcome::Acked => {
-                                self.confirmed(entry.end).await;
-                                acked.store(entry.end, Ordering::SeqCst);
-                                self.journal.inflight.retain(|e| e.start >= entry.end);
-                            }
+                            Outcome::Acked => self.settled(entry.end, &acked).await,
                             Outcome::Shutdown => return self.stop(pending).await,
                             Outcome::Rejected { new_id: n, .. } => {
                                 new_id = n;
@@ -211,9 +207,7 @@ impl CollectorSink {
                     if self.new_epoch(new_id).await.is_none() {
                         return Ok(());
                     }
-                    self.ctx.input.rewind();
-                    self.buffer.clear();
-                    self.ahead = None;
+                    self.reread();
                     break;
                 }
             };
@@ -232,11 +226,7 @@ impl CollectorSink {
                     break;
                 };
                 match task.await.unwrap_or(Outcome::Shutdown) {
-                    Outcome::Acked => {
-                        self.confirmed(entry.end).await;
-                        acked.store(entry.end, Ordering::SeqCst);
-                        self.journal.inflight.retain(|e| e.start >= entry.end);
-                    }
+                    Outcome::Acked => self.settled(entry.end, &acked).await,
                     Outcome::Shutdown => return self.stop(pending).await,
                     Outcome::Rejected { why, new_id } => {
                         // The collector lost our sequence (restored or wiped) or
@@ -251,9 +241,7 @@ impl CollectorSink {
                         if self.new_epoch(new_id).await.is_none() {
                             return self.stop(pending).await;
                         }
-                        self.ctx.input.rewind();
-                        self.buffer.clear();
-                        self.ahead = None;
+                        self.reread();
                         acked.store(entries[0].start, Ordering::SeqCst);
                         for old in entries {
                             match self.take_range(old.start, old.end).await {
@@ -383,6 +371,22 @@ impl CollectorSink {
             self.ctx.shutdown.clone(),
         );
         Ok(InFlight { entry, task })
+    }
+
+    /// A sent batch ending at `end` is confirmed by the collector: it is
+    /// acknowledged and leaves the journal.
+    async fn settled(&mut self, end: u64, acked: &AtomicU64) {
+        self.confirmed(end).await;
+        acked.store(end, Ordering::SeqCst);
+        self.journal.inflight.retain(|e| e.start >= end);
+    }
+
+    /// Reads the channel again from its acknowledged cursor, dropping what
+    /// was read ahead.
+    fn reread(&mut self) {
+        self.ctx.input.rewind();
+        self.buffer.clear();
+        self.ahead = None;
     }
 
     /// Records that the collector confirmed every batch up to `end`: on a
@@ -718,9 +722,7 @@ impl CollectorSink {
                 warn!(sink = %self.ctx.id, error = %e, "Acknowledgement not persisted; those batches may be sent again.");
             }
         }
-        self.ctx.input.rewind();
-        self.buffer.clear();
-        self.ahead = None;
+        self.reread();
         Some(())
     }
 
