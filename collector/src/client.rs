@@ -15,17 +15,7 @@ pub struct ClientAuth {
 impl ClientAuth {
     /// An HTTP client that sends the token with every request.
     pub fn client(&self) -> Result<reqwest::Client, ClientError> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = &self.token {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-                .map_err(|_| {
-                    ClientError::Build("the token has characters a header cannot carry".into())
-                })?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        http_client::builder(&self.tls)?
-            .default_headers(headers)
+        http_client::builder_with_token(&self.tls, self.token.as_deref())?
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Build(http_client::chain(&e)))

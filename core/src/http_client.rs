@@ -123,6 +123,24 @@ pub fn builder(tls: &ClientTls) -> Result<reqwest::ClientBuilder, ClientError> {
     Ok(reqwest::Client::builder().use_preconfigured_tls(rustls_config(tls)?))
 }
 
+/// [`builder`], sending `token` (when there is one) as a bearer token with
+/// every request, marked sensitive so it never appears in debug output.
+pub fn builder_with_token(
+    tls: &ClientTls,
+    token: Option<&str>,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+            .map_err(|_| {
+                ClientError::Build("the token has characters a header cannot carry".into())
+            })?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(builder(tls)?.default_headers(headers))
+}
+
 /// Reads an answer's body, refusing past `limit` bytes (a server that
 /// answers without end cannot grow the reader's memory).
 pub async fn read_limited(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>, ClientError> {
@@ -190,6 +208,18 @@ impl ServerCertVerifier for FixedName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_a_header_cannot_carry_is_refused_and_a_plain_one_builds() {
+        let bad = builder_with_token(&ClientTls::default(), Some("abc\ndef"));
+        assert!(
+            matches!(&bad, Err(ClientError::Build(m)) if m.contains("cannot carry")),
+            "{:?}",
+            bad.err()
+        );
+        assert!(builder_with_token(&ClientTls::default(), Some(" tok-123 \n")).is_ok());
+        assert!(builder_with_token(&ClientTls::default(), None).is_ok());
+    }
 
     #[test]
     fn the_cause_chain_is_printed_once_each() {

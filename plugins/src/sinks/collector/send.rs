@@ -81,17 +81,7 @@ pub fn client(
     timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
     let tls = cfg.tls.as_ref().map(|t| t.client()).unwrap_or_default();
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = &cfg.token {
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-            .map_err(|_| {
-                ClientError::Build("the token has characters a header cannot carry".into())
-            })?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
-    }
-    http_client::builder(&tls)?
-        .default_headers(headers)
+    http_client::builder_with_token(&tls, cfg.token.as_deref())?
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .build()
