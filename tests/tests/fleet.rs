@@ -14,30 +14,9 @@ use std::time::Duration;
 
 use weir_tests::*;
 
-/// The DOM of `url` after Chromium ran its scripts for a few (virtual) seconds.
-fn dump_dom(url: &str, profile: &Path) -> String {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--no-first-run",
-            "--virtual-time-budget=3000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("chromium must be installed (Debian package `chromium`; scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn screenshot(url: &str, profile: &Path, file: &Path) {
+/// Headless Chromium on `url` with `what` (an output option), after it ran
+/// the page's scripts for a few (virtual) seconds; its standard output.
+fn chromium(url: &str, profile: &Path, what: &[String]) -> String {
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -49,15 +28,26 @@ fn screenshot(url: &str, profile: &Path, file: &Path) {
             "--window-size=1200,800",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", file.display()))
+        .args(what)
         .arg(url)
         .output()
-        .expect("chromium");
+        .expect("chromium must be installed (Debian package `chromium`; scripts/test installs it)");
     assert!(
         out.status.success(),
-        "{}",
+        "chromium failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The DOM of `url` after its scripts ran.
+fn dump_dom(url: &str, profile: &Path) -> String {
+    chromium(url, profile, &["--dump-dom".to_owned()])
+}
+
+/// A PNG of `url` in `file`.
+fn screenshot(url: &str, profile: &Path, file: &Path) {
+    chromium(url, profile, &[format!("--screenshot={}", file.display())]);
 }
 
 /// The `<tr>` of agent `id` in the dumped DOM.
