@@ -110,6 +110,16 @@ fn append(path: &Path, text: &str) {
         .unwrap();
 }
 
+/// Truncates `path` to nothing, keeping its inode (as copytruncate does).
+fn truncate_in_place(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn numbered(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("line {i}\n")).collect()
 }
@@ -164,12 +174,7 @@ async fn copytruncate_is_detected_and_the_new_content_read_from_the_start() {
     append(&log, &numbered(0, 50));
     let r = start(&config(dir.path(), ""), &StateStore::in_memory().unwrap());
     r.out.wait_lines(50).await;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(&log);
     append(&log, "after truncate\n");
     let got = r.out.wait_lines(51).await;
     let out = r.stop().await;
@@ -214,12 +219,7 @@ async fn cut_lines_are_counted_once_even_after_the_file_is_truncated_in_place() 
     r.out.wait_lines(3).await;
     assert_eq!(metric(&metrics, "weir_file_truncated_lines_total"), 2);
     for round in 0..2 {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate_in_place(&log);
         append(&log, &format!("after truncate {round}\n"));
         r.out.wait_lines(4 + round).await;
     }
