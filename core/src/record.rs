@@ -110,13 +110,20 @@ pub fn encode_records<'a>(
     let mut count: i32 = 0;
     let mut first_ts = 0i64;
     let mut max_ts = i64::MIN;
+    let mut headers = Headers::default();
     for r in &records {
         let ts = r.timestamp.div_euclid(1_000_000);
         if count == 0 {
             first_ts = ts;
         }
         max_ts = max_ts.max(ts);
-        put_record(&mut body, r, ts.wrapping_sub(first_ts), count);
+        put_record(
+            &mut body,
+            r,
+            ts.wrapping_sub(first_ts),
+            count,
+            headers.of(r.meta),
+        );
         count = count
             .checked_add(1)
             .ok_or_else(|| RecordError::Codec("too many records for one batch".into()))?;
@@ -219,40 +226,89 @@ fn lz4_frame(body: &[u8], out: &mut BytesMut) -> Result<(), RecordError> {
 
 /// Appends one record: its length, then attributes, timestamp delta, offset
 /// delta, key, value and the two headers (Kafka's record format v2).
-fn put_record(out: &mut Vec<u8>, r: &RecordParts<'_>, ts_delta: i64, offset_delta: i32) {
+/// `headers` is the encoded header count and headers of `r`'s metadata
+/// ([`Headers::of`]): the same bytes for every record of a source.
+fn put_record(
+    out: &mut Vec<u8>,
+    r: &RecordParts<'_>,
+    ts_delta: i64,
+    offset_delta: i32,
+    headers: &[u8],
+) {
     let key = r.meta.key.as_deref();
-    let source = r.meta.source.as_bytes();
-    let host = r.meta.host.as_bytes();
     let value = &r.value[..];
-    let len = 1
-        + zigzag_len(ts_delta)
-        + zigzag_len(i64::from(offset_delta))
-        + key.map_or(1, |k| zigzag_len(k.len() as i64) + k.len())
-        + zigzag_len(value.len() as i64)
-        + value.len()
-        + 1
-        + header_len(HEADER_SOURCE, source)
-        + header_len(HEADER_HOST, host);
-    put_zigzag(out, len as i64);
-    out.push(0);
-    put_zigzag(out, ts_delta);
-    put_zigzag(out, i64::from(offset_delta));
-    match key {
-        Some(k) => {
-            put_zigzag(out, k.len() as i64);
-            out.extend_from_slice(k);
-        }
-        None => put_zigzag(out, -1),
+    // Attributes, deltas and the key's length: at most 1 + 10 + 5 + 5 bytes.
+    let mut mid = Varints::default();
+    mid.byte(0);
+    mid.zigzag(ts_delta);
+    mid.zigzag(i64::from(offset_delta));
+    mid.zigzag(key.map_or(-1, |k| k.len() as i64));
+    let mut value_len = Varints::default();
+    value_len.zigzag(value.len() as i64);
+    let len = mid.len + key.map_or(0, <[u8]>::len) + value_len.len + value.len() + headers.len();
+    let mut total = Varints::default();
+    total.zigzag(len as i64);
+    out.extend_from_slice(total.bytes());
+    out.extend_from_slice(mid.bytes());
+    if let Some(k) = key {
+        out.extend_from_slice(k);
     }
-    put_zigzag(out, value.len() as i64);
+    out.extend_from_slice(value_len.bytes());
     out.extend_from_slice(value);
-    put_zigzag(out, 2);
-    put_header(out, HEADER_SOURCE, source);
-    put_header(out, HEADER_HOST, host);
+    out.extend_from_slice(headers);
 }
 
-fn header_len(key: &str, value: &[u8]) -> usize {
-    zigzag_len(key.len() as i64) + key.len() + zigzag_len(value.len() as i64) + value.len()
+/// A few varints written to the stack, then copied in one piece (pushing
+/// byte by byte checked the vector's capacity at every byte).
+#[derive(Default)]
+struct Varints {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Varints {
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn zigzag(&mut self, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            self.byte((z as u8) | 0x80);
+            z >>= 7;
+        }
+        self.byte(z as u8);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The encoded headers (count, `weir.source`, `weir.host`) of the last
+/// metadata seen: consecutive records nearly always share them.
+#[derive(Default)]
+struct Headers {
+    of: Option<(std::sync::Arc<str>, std::sync::Arc<str>)>,
+    bytes: Vec<u8>,
+}
+
+impl Headers {
+    fn of(&mut self, meta: &crate::event::Metadata) -> &[u8] {
+        let same = self.of.as_ref().is_some_and(|(s, h)| {
+            (std::sync::Arc::ptr_eq(s, &meta.source) || *s == meta.source)
+                && (std::sync::Arc::ptr_eq(h, &meta.host) || *h == meta.host)
+        });
+        if !same {
+            self.bytes.clear();
+            put_zigzag(&mut self.bytes, 2);
+            put_header(&mut self.bytes, HEADER_SOURCE, meta.source.as_bytes());
+            put_header(&mut self.bytes, HEADER_HOST, meta.host.as_bytes());
+            self.of = Some((meta.source.clone(), meta.host.clone()));
+        }
+        &self.bytes
+    }
 }
 
 fn put_header(out: &mut Vec<u8>, key: &str, value: &[u8]) {
@@ -269,11 +325,6 @@ fn put_zigzag(out: &mut Vec<u8>, v: i64) {
         z >>= 7;
     }
     out.push(z as u8);
-}
-
-fn zigzag_len(v: i64) -> usize {
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// A record read back from the log.
@@ -368,16 +419,20 @@ mod tests {
         #[test]
         fn any_records_decode_back_exactly(
             recs in proptest::collection::vec(
-                (any::<i64>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)), ".{0,200}"),
+                (any::<i64>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)), ".{0,200}", 0usize..3),
                 1..40,
             ),
             codec in 0usize..3,
         ) {
             let compression = [Compression::None, Compression::Lz4, Compression::Zstd][codec];
+            // Runs of records from one source and host, and changes between
+            // them (the encoder reuses the headers of a run).
+            let origins = [("s", "h"), ("s", "h2"), ("s2", "h")];
             let events: Vec<Event> = recs
                 .iter()
-                .map(|(ts, key, msg)| {
-                    let mut e = Event::from_message(msg.as_str(), Metadata { source: "s".into(), host: "h".into(), ..Default::default() });
+                .map(|(ts, key, msg, origin)| {
+                    let (source, host) = origins[*origin];
+                    let mut e = Event::from_message(msg.as_str(), Metadata { source: source.into(), host: host.into(), ..Default::default() });
                     e.timestamp = *ts;
                     e.meta.key = key.clone().map(Bytes::from);
                     e
@@ -393,7 +448,10 @@ mod tests {
                 proptest::prop_assert_eq!(r.timestamp, e.timestamp.div_euclid(1_000_000));
                 proptest::prop_assert_eq!(&r.key, &e.meta.key);
                 proptest::prop_assert_eq!(r.value.as_deref(), Some(&e.fields_json()[..]));
-                proptest::prop_assert_eq!(&r.headers[1].0, HEADER_HOST);
+                proptest::prop_assert_eq!(&r.headers, &vec![
+                    (HEADER_SOURCE.to_owned(), Some(Bytes::copy_from_slice(e.meta.source.as_bytes()))),
+                    (HEADER_HOST.to_owned(), Some(Bytes::copy_from_slice(e.meta.host.as_bytes()))),
+                ]);
             }
         }
     }

@@ -49,12 +49,13 @@ impl DiskSpool {
         self.read_with(max_events, max_bytes, |r, id, chunk, range| {
             let payload = &chunk[range.clone()];
             if codec::version_of(payload) == Some(codec::RECORD_VERSION) {
-                let v = codec::decode_record(payload)?;
+                let (timestamp, meta, value_at) =
+                    codec::decode_record_meta(payload, &mut r.interner)?;
                 out.push(Record {
                     id,
-                    timestamp: v.timestamp,
-                    meta: codec::metadata_of(&v, &mut r.interner),
-                    value: chunk.slice(range.start + v.value_at..range.end),
+                    timestamp,
+                    meta,
+                    value: chunk.slice(range.start + value_at..range.end),
                 });
             } else {
                 let e = codec::decode_with(payload, &mut r.interner)?;

@@ -368,6 +368,18 @@ pub fn encode_entry(
     events: &[Record],
     compression: Compression,
 ) -> Result<Vec<(u32, i32, i32, Bytes)>, weir_core::record::RecordError> {
+    let stamp = |p: u32| ProducerStamp {
+        producer_id: producer.id,
+        producer_epoch: producer.epoch,
+        base_sequence: entry.base_seqs.get(&p).copied().unwrap_or(0),
+    };
+    if !events.is_empty() && events.iter().all(|e| e.meta.key.is_none()) {
+        // The common case, one partition: no grouping of the records.
+        let p = entry.keyless_partition;
+        let s = stamp(p);
+        let bytes = encode_records(events.iter().map(parts), s, compression)?;
+        return Ok(vec![(p, s.base_sequence, events.len() as i32, bytes)]);
+    }
     let mut groups: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
     for e in events {
         groups
@@ -381,21 +393,20 @@ pub fn encode_entry(
     }
     let mut out = Vec::with_capacity(groups.len());
     for (p, evs) in groups {
-        let base_sequence = entry.base_seqs.get(&p).copied().unwrap_or(0);
-        let stamp = ProducerStamp {
-            producer_id: producer.id,
-            producer_epoch: producer.epoch,
-            base_sequence,
-        };
-        let parts = evs.iter().map(|r| RecordParts {
-            timestamp: r.timestamp,
-            meta: &r.meta,
-            value: &r.value,
-        });
-        let bytes = encode_records(parts, stamp, compression)?;
-        out.push((p, base_sequence, evs.len() as i32, bytes));
+        let s = stamp(p);
+        let bytes = encode_records(evs.iter().map(|r| parts(r)), s, compression)?;
+        out.push((p, s.base_sequence, evs.len() as i32, bytes));
     }
     Ok(out)
+}
+
+/// What `encode_records` takes of a record.
+fn parts(r: &Record) -> RecordParts<'_> {
+    RecordParts {
+        timestamp: r.timestamp,
+        meta: &r.meta,
+        value: &r.value,
+    }
 }
 
 /// Whether sequence `a` is at or after `b`, in Kafka's wrapping 31-bit space.
