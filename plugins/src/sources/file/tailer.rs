@@ -2,7 +2,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -123,16 +122,13 @@ impl Tailer {
         // Reclaims the previous chunk's memory once nothing refers to it.
         buf.reserve(carried.len() + n);
         buf.extend_from_slice(carried);
-        let at = buf.len();
-        buf.resize(at + n, 0);
-        let got = match self.file.read_at(&mut buf[at..], self.offset) {
+        let got = match read_at_end(&self.file, buf, n, self.offset) {
             Ok(g) => g,
             Err(e) => {
                 buf.clear();
                 return Err(e);
             }
         };
-        buf.truncate(at + got);
         if got == 0 {
             buf.clear();
             return Ok(ReadOutcome::Eof);
@@ -141,5 +137,53 @@ impl Tailer {
         self.offset += got as u64;
         self.last_data = std::time::Instant::now();
         Ok(ReadOutcome::Data(got))
+    }
+}
+
+/// Reads up to `n` bytes at `offset` of `file` onto the end of `buf`
+/// (which has room for them) and returns how many were read. The read goes
+/// straight into the spare capacity: zeroing half a megabyte before every
+/// read (what `resize` + `read_at` does) was about 1% of the agent's CPU.
+fn read_at_end(file: &File, buf: &mut BytesMut, n: usize, offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(n);
+    let spare = buf.spare_capacity_mut();
+    let n = n.min(spare.len());
+    let offset = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    loop {
+        // SAFETY: `spare` is writable memory of at least `n` bytes owned by
+        // `buf`; pread writes at most `n` bytes into it and nothing else.
+        let r = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), n, offset) };
+        if r >= 0 {
+            let got = r as usize;
+            // SAFETY: pread initialised the first `got` (≤ n) bytes of the
+            // spare capacity.
+            unsafe { buf.set_len(buf.len() + got) };
+            return Ok(got);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn read_at_end_appends_the_bytes_at_the_offset_and_reads_nothing_past_the_end() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123456789").unwrap();
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        assert_eq!(read_at_end(&f, &mut buf, 4, 3).unwrap(), 4);
+        assert_eq!(&buf[..], b"ab3456");
+        assert_eq!(read_at_end(&f, &mut buf, 100, 8).unwrap(), 2);
+        assert_eq!(&buf[..], b"ab345689");
+        assert_eq!(read_at_end(&f, &mut buf, 100, 10).unwrap(), 0);
+        assert_eq!(&buf[..], b"ab345689");
     }
 }
