@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Scope, AST};
 use tracing::warn;
-use weir_core::event::{Event, Fields};
+use weir_core::event::Event;
 use weir_core::metrics::Counter;
 
 pub use condition::Conditions;
@@ -115,14 +115,6 @@ struct Script {
     dropped: Counter,
 }
 
-/// An event's fields as a rhai map (copied: the original stays intact for
-/// the dead-letter output).
-fn event_map(f: &Fields) -> Map {
-    f.iter()
-        .map(|(k, v)| (k.into(), convert::to_dynamic_ref(v)))
-        .collect()
-}
-
 impl Script {
     /// Runs the script on `map`; the state map is put back afterwards.
     fn run(&mut self, map: Map) -> Result<Dynamic, TransformError> {
@@ -194,7 +186,8 @@ impl Transform for Script {
             meta: event.meta.clone(),
             emitted: Vec::new(),
         };
-        let result = self.run(event_map(&event.fields));
+        // Copied: the original stays intact for the dead-letter output.
+        let result = self.run(convert::fields_to_map_ref(&event.fields));
         let Run {
             timestamp,
             meta,
@@ -205,6 +198,30 @@ impl Transform for Script {
             Ok(v) => v,
             Err(e) => return out.fail(event, e),
         };
+        // The common cases without the general path's buffers: the event
+        // returned (one event out) or `()` (dropped), nothing emitted.
+        if emitted.is_empty() {
+            if value.is_unit() {
+                return self.dropped.inc();
+            }
+            if value.is_map() {
+                return match convert::map_to_fields(value.cast::<Map>()) {
+                    Ok(fields) => out.emit(Event {
+                        timestamp,
+                        fields,
+                        meta,
+                    }),
+                    Err(message) => out.fail(
+                        event,
+                        TransformError::Script {
+                            message,
+                            line: None,
+                            column: None,
+                        },
+                    ),
+                };
+            }
+        }
         let make = |m: Map| -> Result<Event, String> {
             Ok(Event {
                 timestamp,
