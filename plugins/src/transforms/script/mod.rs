@@ -14,6 +14,7 @@
 mod condition;
 mod config;
 mod convert;
+mod fast;
 pub mod functions;
 mod sandbox;
 mod state;
@@ -91,22 +92,36 @@ impl TransformConfig for ScriptConfig {
         if !problems.is_empty() {
             return Err(BuildError::Config(problems));
         }
+        Ok(Box::new(self.script(ctx, true)?))
+    }
+}
+
+impl ScriptConfig {
+    /// The running transform; `native`: with the fast path (`fast.rs`)
+    /// where the script qualifies (tests compare it with rhai alone).
+    fn script(&self, ctx: TransformContext, native: bool) -> Result<Script, BuildError> {
         let text = self.text().map_err(BuildError::Setup)?;
         let compiled = Compiled::new(self, &ctx.id, &text.text)
             .map_err(|e| BuildError::Setup(format!("the script does not compile: {e}")))?;
-        Ok(Box::new(Script {
+        let fast = (native && !self.state)
+            .then(|| fast::Plan::new(&compiled.ast, &self.limits))
+            .flatten();
+        Ok(Script {
             compiled,
+            fast,
             limits: self.limits.clone(),
             scope: Scope::new(),
             state: self.state.then(Map::new),
             dropped: super::dropped_counter(&ctx, "script"),
-        }))
+        })
     }
 }
 
 /// The running transform.
 struct Script {
     compiled: Compiled,
+    /// The script as native steps, when it has the common shape.
+    fast: Option<fast::Plan>,
     limits: Limits,
     /// Reused between runs (cleared each time).
     scope: Scope<'static>,
@@ -180,6 +195,20 @@ fn returned(v: Dynamic) -> Result<Vec<Map>, String> {
 
 impl Transform for Script {
     fn process(&mut self, event: Event, out: &mut Emitter) {
+        if let Some(plan) = &self.fast {
+            // On `GiveUp` rhai runs the untouched input and decides.
+            match plan.run(&event.fields, &self.compiled.host, &self.limits) {
+                Ok(Some(fields)) => {
+                    return out.emit(Event {
+                        timestamp: event.timestamp,
+                        fields,
+                        meta: event.meta,
+                    })
+                }
+                Ok(None) => return self.dropped.inc(),
+                Err(fast::GiveUp) => {}
+            }
+        }
         *self.compiled.host.run() = Run {
             now: out.now(),
             timestamp: event.timestamp,
