@@ -47,7 +47,8 @@ pub struct Plan {
 }
 
 enum Step {
-    Let(usize, Expr),
+    /// `let`: the value goes to the next slot.
+    Let(Expr),
     DropIf(Expr),
     Set(String, Expr),
 }
@@ -105,10 +106,8 @@ impl Plan {
         let run = Run { host, limits };
         for step in &self.steps {
             match step {
-                Step::Let(slot, e) => {
+                Step::Let(e) => {
                     let v = run.eval(e, &ev, &slots)?.into_owned();
-                    // Slots are numbered in the order of the `let`s.
-                    debug_assert_eq!(*slot, slots.len());
                     slots.push(v);
                 }
                 Step::DropIf(cond) => {
@@ -148,9 +147,11 @@ impl Compiler {
                 if name == "event" {
                     return None;
                 }
+                // The value is compiled before the name is bound, as
+                // rhai evaluates it (`let m = m.a` reads the earlier `m`).
                 let e = self.expr(value)?;
                 self.names.push(name.to_owned());
-                Some(Step::Let(self.names.len() - 1, e))
+                Some(Step::Let(e))
             }
             Stmt::If(x, _) => {
                 if !x.branch.is_empty() {
@@ -431,6 +432,7 @@ event
         "if event.message { return (); }\nevent",
         "let m = parse_regex(event.count, \"x\");\nevent",
         "let m = parse_regex(event.message, \"(\");\nevent",
+        "let m = parse_regex(event.message, \"level=(?P<l>\\\\w+)\");\nlet m = m.l;\nevent.l = m;\nevent",
         "const d = \"debug\";\nlet m = parse_regex(event.message, \"level=(?P<l>\\\\w+)\");\nif m.l == d { return (); }\nevent",
     ];
 
