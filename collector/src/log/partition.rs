@@ -207,6 +207,9 @@ pub struct Partition {
     /// end that the other has not fsynced yet.
     sync_lock: Mutex<()>,
     durable: watch::Sender<Durable>,
+    /// Batches appended since open: moves at every append, for produces
+    /// waiting for a batch that is to come before theirs.
+    appends: watch::Sender<u64>,
     /// Signalled when there is something to sync.
     pub dirty: Notify,
 }
@@ -259,6 +262,7 @@ impl Partition {
             checkpoint: Mutex::new(r.checkpoint),
             sync_lock: Mutex::new(()),
             durable,
+            appends: watch::Sender::new(0),
             dirty: Notify::new(),
         })
     }
@@ -331,6 +335,7 @@ impl Partition {
         }
         inner.producers.record(&h);
         drop(inner);
+        self.appends.send_modify(|n| *n += 1);
         if self.limits.sync_before_ack {
             self.dirty.notify_one();
         } else {
@@ -342,6 +347,17 @@ impl Partition {
             last_offset: h.last_offset(),
             duplicate: false,
         })
+    }
+
+    /// Whether the batch of header `h` waits for batches of its producer not
+    /// appended yet (see [`Producers::waits_for_earlier`]).
+    pub fn waits_for_earlier(&self, h: &batch::BatchHeader) -> bool {
+        self.lock().producers.waits_for_earlier(h)
+    }
+
+    /// A watch that changes at every append.
+    pub fn appends(&self) -> watch::Receiver<u64> {
+        self.appends.subscribe()
     }
 
     /// Seals the active segment and starts a new one at `next`.
