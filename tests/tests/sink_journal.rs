@@ -39,8 +39,16 @@ sinks:
 /// The acked id and note of a version 2 cursor file (the valid slot with
 /// the higher generation).
 fn read_cursor_v2(path: &Path) -> (u64, Vec<u8>) {
-    let data = std::fs::read(path).unwrap();
-    assert!(data.len() >= 8192, "cursor file is in version 2 form");
+    committed_cursor(path).expect("the cursor file is in version 2 form with a valid slot")
+}
+
+/// The cursor's last commit, or `None` before the first one (an agent
+/// killed before it committed anything leaves no version 2 file yet).
+fn committed_cursor(path: &Path) -> Option<(u64, Vec<u8>)> {
+    let data = std::fs::read(path).ok()?;
+    if data.len() < 8192 {
+        return None;
+    }
     let slot = data.len() / 2;
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
     let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
@@ -59,8 +67,7 @@ fn read_cursor_v2(path: &Path) -> (u64, Vec<u8>) {
             best = Some((gen, acked, s[32..32 + len].to_vec()));
         }
     }
-    let (_, acked, note) = best.expect("a valid slot");
-    (acked, note)
+    best.map(|(_, acked, note)| (acked, note))
 }
 
 /// A collector and an agent tailing `logs/app.log` into it, with the paths
@@ -114,7 +121,12 @@ impl Rig {
             self.written += 2_500;
             std::thread::sleep(pause);
             self.agent.proc.kill9();
-            let (acked, note) = read_cursor_v2(&self.cursor);
+            // Killed before its first commit (a slow start under load):
+            // nothing to look at yet, so go round again.
+            let Some((acked, note)) = committed_cursor(&self.cursor) else {
+                self.agent = Agent::start(&self.cfg, &self.data);
+                continue;
+            };
             let j: serde_json::Value = serde_json::from_slice(&note).unwrap();
             let held = self.collector.end_offset("upgrade").unwrap_or(0);
             if let Some(t) = caught(acked, &j, held) {

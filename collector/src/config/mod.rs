@@ -339,6 +339,7 @@ impl CollectorConfig {
             max_partitions: self.limits.max_partitions_per_topic,
             default_partitions: self.default_partitions,
             durable_timeout: Duration::from_secs(30),
+            sequence_wait: crate::service::DEFAULT_SEQUENCE_WAIT,
             max_wait: self.limits.max_wait,
             max_fetch_bytes: self.limits.max_fetch_bytes.bytes() as usize,
             membership: crate::service::MembershipLimits {

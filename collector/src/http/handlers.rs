@@ -131,6 +131,11 @@ pub async fn produce(
             // and what it sent, never one of the produce slots.
             let (batch, _reserved) =
                 read_body(body, &headers, &s.bodies, s.bodies.max_bytes, &s.gates).await?;
+            // A batch that overtook its producer's previous one waits for it
+            // here, before the slot (`Service::wait_for_turn`).
+            s.service
+                .wait_for_turn(&who, &topic, partition, &batch)
+                .await;
             let _slot = slot(&s, Class::Produce).await?;
             let req = ProduceRequest {
                 topic,

@@ -322,3 +322,82 @@ async fn shutdown_ends_within_its_timeout_with_a_stalled_body_connected() {
     );
     let _ = s.write_all(b"more");
 }
+
+/// Sends one produce of `body` on `s` and reads its answer's status line.
+fn produce_on(s: &mut std::net::TcpStream, body: &[u8]) -> String {
+    let head = format!(
+        "POST /v1/produce/t/0 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer is small; read until its JSON body has closed.
+    while !answer.ends_with(b"}") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_mid_body_or_not_reading_its_answers_holds_up_no_other_producer() {
+    let f = fixture(ServiceLimits::default());
+    let (addr, stop, task) = socket_server(&f).await;
+    // Batches of ~46 KB (the test server takes bodies up to 64 KiB).
+    let lines: Vec<String> = (0..200).map(|i| format!("{i:0>200}")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let big = batch(-1, -1, -1, &lines);
+    let small = batch(-1, -1, -1, &["x"]);
+    let took = tokio::task::spawn_blocking(move || {
+        let mut setup = std::net::TcpStream::connect(addr).unwrap();
+        for _ in 0..20 {
+            let status = produce_on(&mut setup, &big);
+            assert!(status.contains("200"), "{status}");
+        }
+        // One client stops halfway through a batch for the same partition.
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /v1/produce/t/0 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        );
+        stalled.write_all(head.as_bytes()).unwrap();
+        stalled.write_all(&big[..big.len() / 2]).unwrap();
+        // Another asks for the partition again and again and reads nothing
+        // (more answers than the socket buffers hold).
+        let mut deaf = std::net::TcpStream::connect(addr).unwrap();
+        let fetch = b"GET /v1/fetch/t/0?offset=0&max_bytes=65536 HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..100 {
+            deaf.write_all(fetch).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // A producer is acknowledged as usual, batch after batch.
+        let start = Instant::now();
+        let mut p = std::net::TcpStream::connect(addr).unwrap();
+        p.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for _ in 0..20 {
+            let status = produce_on(&mut p, &small);
+            assert!(status.contains("200"), "{status}");
+        }
+        let took = start.elapsed();
+        drop((stalled, deaf));
+        took
+    })
+    .await
+    .unwrap();
+    assert!(
+        took < Duration::from_secs(2),
+        "20 acknowledgements took {took:?}"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -207,6 +207,9 @@ pub struct Partition {
     /// end that the other has not fsynced yet.
     sync_lock: Mutex<()>,
     durable: watch::Sender<Durable>,
+    /// Batches appended since open: moves at every append, for produces
+    /// waiting for a batch that is to come before theirs.
+    appends: watch::Sender<u64>,
     /// Signalled when there is something to sync.
     pub dirty: Notify,
 }
@@ -259,6 +262,7 @@ impl Partition {
             checkpoint: Mutex::new(r.checkpoint),
             sync_lock: Mutex::new(()),
             durable,
+            appends: watch::Sender::new(0),
             dirty: Notify::new(),
         })
     }
@@ -268,11 +272,57 @@ impl Partition {
     }
 
     /// Validates and appends one batch, unless it is a duplicate. Blocking.
-    pub fn append(&self, mut bytes: Vec<u8>) -> Result<Appended, AppendError> {
-        // Every record is checked here, in the one append path every
-        // front-end uses, so no consumer is ever served a batch it cannot read.
-        let mut h = weir_core::decode::validate(&bytes, &self.limits.batch_limits)?;
-        let mut inner = self.lock();
+    pub fn append(&self, bytes: Vec<u8>) -> Result<Appended, AppendError> {
+        let h = self.validate(&bytes)?;
+        self.append_checked(self.lock(), bytes, h)
+    }
+
+    /// Checks every record of a batch (CRC, records, bounds) before anything
+    /// is written: in the one append path every front-end uses, so no
+    /// consumer is ever served a batch it cannot read. CPU only, no lock.
+    pub fn validate(&self, bytes: &[u8]) -> Result<batch::BatchHeader, AppendError> {
+        Ok(weir_core::decode::validate(
+            bytes,
+            &self.limits.batch_limits,
+        )?)
+    }
+
+    /// Appends a batch [`Self::validate`] accepted (with header `h`) if the
+    /// partition is free at once, without waiting for its lock: `Err` gives
+    /// the batch back when another append holds it. What it does under the
+    /// lock is the append itself (producer check, `write` into the page
+    /// cache); nothing the client does can hold the lock.
+    #[allow(clippy::result_large_err)]
+    pub fn try_append_validated(
+        &self,
+        bytes: Vec<u8>,
+        h: batch::BatchHeader,
+    ) -> Result<Result<Appended, AppendError>, (Vec<u8>, batch::BatchHeader)> {
+        let inner = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err((bytes, h)),
+        };
+        Ok(self.append_checked(inner, bytes, h))
+    }
+
+    /// Appends a batch [`Self::validate`] accepted (with header `h`). Blocking.
+    pub fn append_validated(
+        &self,
+        bytes: Vec<u8>,
+        h: batch::BatchHeader,
+    ) -> Result<Appended, AppendError> {
+        self.append_checked(self.lock(), bytes, h)
+    }
+
+    /// The append proper, under the partition lock (released before the
+    /// sync task and waiters are woken).
+    fn append_checked(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        mut bytes: Vec<u8>,
+        mut h: batch::BatchHeader,
+    ) -> Result<Appended, AppendError> {
         if inner.failed {
             return Err(AppendError::Storage(
                 "partition failed an fsync; restart the collector".into(),
@@ -331,6 +381,7 @@ impl Partition {
         }
         inner.producers.record(&h);
         drop(inner);
+        self.appends.send_modify(|n| *n += 1);
         if self.limits.sync_before_ack {
             self.dirty.notify_one();
         } else {
@@ -342,6 +393,17 @@ impl Partition {
             last_offset: h.last_offset(),
             duplicate: false,
         })
+    }
+
+    /// Whether the batch of header `h` waits for batches of its producer not
+    /// appended yet (see [`Producers::waits_for_earlier`]).
+    pub fn waits_for_earlier(&self, h: &batch::BatchHeader) -> bool {
+        self.lock().producers.waits_for_earlier(h)
+    }
+
+    /// A watch that changes at every append.
+    pub fn appends(&self) -> watch::Receiver<u64> {
+        self.appends.subscribe()
     }
 
     /// Seals the active segment and starts a new one at `next`.

@@ -28,6 +28,11 @@ use weir_core::batch::{wrapping_seq_add, BatchHeader};
 /// batches always finds them.
 pub const RECENT: usize = 32;
 
+/// How far ahead of the expected sequence a batch may be to be taken for
+/// one that overtook its predecessors (16 batches in flight of up to a
+/// million records each, the most an agent sends, is within it).
+pub const AHEAD: i64 = 1 << 24;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Written {
     first_seq: i32,
@@ -136,6 +141,33 @@ impl Producers {
             e.recent.pop_front();
         }
         e.recent.push_back(w);
+    }
+
+    /// Whether `h` is ahead of its producer: it is not appendable now, but
+    /// would be once the batches before it arrive (a pipelining producer's
+    /// next batch that overtook the one before it on another connection).
+    /// True for a gap in the current epoch of at most [`AHEAD`] sequence
+    /// numbers, and for a later batch of an epoch (or of a producer) whose
+    /// first batch, sequence 0, is not appended yet. Never for a duplicate,
+    /// an overlap, a fenced epoch or a producer that does not use sequences.
+    pub fn waits_for_earlier(&self, h: &BatchHeader) -> bool {
+        match self.check(h) {
+            Check::UnknownProducer => h.base_sequence > 0,
+            Check::OutOfOrder { expected } => {
+                let current = self
+                    .entries
+                    .get(&h.producer_id)
+                    .is_some_and(|e| e.epoch == h.producer_epoch);
+                if !current {
+                    return h.base_sequence > 0;
+                }
+                // Distance forward from `expected`, in the wrapping space.
+                let span = i64::from(i32::MAX) + 1;
+                let ahead = (i64::from(h.base_sequence) - i64::from(expected)).rem_euclid(span);
+                ahead > 0 && ahead <= AHEAD
+            }
+            Check::Append | Check::Duplicate { .. } | Check::Fenced { .. } => false,
+        }
     }
 
     /// (epoch, next sequence) of a producer, if known.
@@ -276,6 +308,31 @@ mod tests {
             assert_eq!(p.check(&probe), q.check(&probe), "{probe:?}");
         }
         assert_eq!(p.position(1), q.position(1));
+    }
+
+    #[test]
+    fn only_a_batch_that_overtook_its_predecessors_waits_for_them() {
+        let mut p = Producers::default();
+        // Sequence 0 of a new producer, or of a new epoch, not here yet.
+        assert!(p.waits_for_earlier(&h(1, 0, 10, 10, -1)));
+        assert!(!p.waits_for_earlier(&h(1, 0, 0, 10, -1)), "appendable now");
+        p.record(&h(1, 0, 0, 10, 0));
+        assert!(p.waits_for_earlier(&h(1, 0, 20, 10, -1)), "a gap ahead");
+        assert!(
+            p.waits_for_earlier(&h(1, 1, 5, 1, -1)),
+            "a later epoch's second batch"
+        );
+        assert!(!p.waits_for_earlier(&h(1, 0, 10, 10, -1)), "next in line");
+        assert!(!p.waits_for_earlier(&h(1, 0, 0, 10, -1)), "a duplicate");
+        assert!(!p.waits_for_earlier(&h(1, 0, 5, 10, -1)), "an overlap");
+        assert!(!p.waits_for_earlier(&h(-1, -1, -1, 1, -1)), "no sequences");
+        let far = 10 + AHEAD as i32 + 1;
+        assert!(!p.waits_for_earlier(&h(1, 0, far, 1, -1)), "too far ahead");
+        p.record(&h(1, 2, 0, 1, 10));
+        assert!(!p.waits_for_earlier(&h(1, 1, 11, 1, -1)), "fenced");
+        // Ahead across the wrap of the sequence space.
+        p.record(&h(3, 0, i32::MAX - 9, 5, 20));
+        assert!(p.waits_for_earlier(&h(3, 0, 3, 1, -1)));
     }
 
     #[test]

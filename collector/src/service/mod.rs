@@ -37,6 +37,12 @@ pub use membership::{GroupError, MembershipLimits};
 pub use produce::{Acks, BatchAck, PartitionBatch, ProduceRequest, ProduceResult};
 pub use read::{FetchRequest, FetchResponse, OffsetSpec};
 
+/// How long a batch that overtook an earlier one of its producer waits for
+/// it: far longer than the moments by which a pipelining agent's requests on
+/// different connections overtake each other, short enough that a real gap
+/// is refused soon.
+pub const DEFAULT_SEQUENCE_WAIT: Duration = Duration::from_secs(2);
+
 /// Limits the service enforces.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
@@ -50,6 +56,10 @@ pub struct ServiceLimits {
     pub default_partitions: u32,
     /// Longest a produce waits for its batch to be durable before answering "retry".
     pub durable_timeout: Duration,
+    /// Longest a produce whose batch overtook an earlier batch of its
+    /// producer waits for that batch before it is judged (and refused as out
+    /// of order if it is still ahead): see [`Service::wait_for_turn`].
+    pub sequence_wait: Duration,
     /// Longest a fetch long-polls.
     pub max_wait: Duration,
     /// Largest fetch answer asked for.
@@ -66,6 +76,7 @@ impl Default for ServiceLimits {
             max_partitions: 64,
             default_partitions: 1,
             durable_timeout: Duration::from_secs(30),
+            sequence_wait: DEFAULT_SEQUENCE_WAIT,
             max_wait: Duration::from_secs(30),
             max_fetch_bytes: 16 << 20,
             membership: MembershipLimits::default(),
@@ -241,6 +252,7 @@ struct Counters {
     bytes: Counter,
     duplicates: Counter,
     conflicts: Counter,
+    overtaken: Counter,
 }
 
 impl Counters {
@@ -257,6 +269,10 @@ impl Counters {
             conflicts: c(
                 "weir_collector_conflicting_batches_total",
                 "Batches whose sequence range the log holds with different contents (refused).",
+            ),
+            overtaken: c(
+                "weir_collector_overtaking_batches_total",
+                "Batches that arrived before an earlier batch of their producer and waited for it.",
             ),
         }
     }

@@ -484,3 +484,60 @@ async fn every_refused_batch_is_counted_under_its_reason() {
         assert!(text.contains(&line), "missing {line} in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_that_overtook_its_predecessor_waits_for_it_and_a_real_gap_is_refused_after_the_wait(
+) {
+    let f = fixture(ServiceLimits {
+        sequence_wait: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let a = agent("a", "*");
+    let id = f.service.init_producer(&a, None).await.unwrap();
+    let pid = id.producer_id;
+    produce(&f.service, &a, "t", batch(pid, 0, 0, &["a", "b"]))
+        .await
+        .unwrap();
+    // The third batch (sequence 4) arrives before the second (sequence 2):
+    // it waits; the second is appended meanwhile; the third then follows it.
+    let third = batch(pid, 0, 4, &["e"]);
+    let s = f.service.clone();
+    let who = a.clone();
+    let waiting = tokio::spawn(async move {
+        s.wait_for_turn(&who, "t", 0, &third).await;
+        produce(&s, &who, "t", third).await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "the overtaking batch waits");
+    let second = produce(&f.service, &a, "t", batch(pid, 0, 2, &["c", "d"]))
+        .await
+        .unwrap();
+    assert_eq!((second.base_offset, second.last_offset), (2, 3));
+    let third = waiting.await.unwrap().unwrap();
+    assert_eq!((third.base_offset, third.duplicate), (4, false));
+    // A gap nothing fills: refused as out of order once the wait is over.
+    let started = std::time::Instant::now();
+    let gap = batch(pid, 0, 9, &["x"]);
+    f.service.wait_for_turn(&a, "t", 0, &gap).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let e = produce(&f.service, &a, "t", gap).await.unwrap_err();
+    assert_eq!(e.expected_sequence(), Some(5), "{e}");
+    // Nothing waits that is in line, a duplicate, or from a caller who may not produce.
+    let started = std::time::Instant::now();
+    f.service
+        .wait_for_turn(&a, "t", 0, &batch(pid, 0, 5, &["f"]))
+        .await;
+    f.service
+        .wait_for_turn(&a, "t", 0, &batch(pid, 0, 2, &["c", "d"]))
+        .await;
+    let outsider = agent("outsider", "other");
+    f.service
+        .wait_for_turn(&outsider, "t", 0, &batch(pid, 0, 9, &["x"]))
+        .await;
+    assert!(started.elapsed() < Duration::from_millis(300));
+    let text = f.metrics.render();
+    assert!(
+        text.contains("weir_collector_overtaking_batches_total 2"),
+        "{text}"
+    );
+}

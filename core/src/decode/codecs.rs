@@ -4,7 +4,7 @@
 //! | code | codec | stream | what bounds memory |
 //! |---|---|---|---|
 //! | 0 | none | the bytes themselves | the batch |
-//! | 1 | gzip (RFC 1952, members concatenated) | `flate2` inflater, 32 KiB window | the window; output pulled through a 64 KiB buffer |
+//! | 1 | gzip (RFC 1952, members concatenated) | `flate2` inflater, 32 KiB window | the window; output written into the parser's window |
 //! | 2 | snappy: xerial framing (Java client) or one raw block (librdkafka, sarama) | one block at a time | each block's claimed length is checked against what is left of the bound, and against the most a snappy block of its size can expand to, **before** it is allocated |
 //! | 3 | lz4 frame (KIP-57; Kafka's and librdkafka's encoders write standard frames) | liblz4's frame decoder | the frame's block size (at most 4 MiB, from a 3-bit field) |
 //! | 4 | zstd (frames concatenated) | libzstd stream, window capped at [`ZSTD_WINDOW_LOG_MAX`] | the window |
@@ -24,7 +24,7 @@
 //! the magic is read as raw.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 
 use super::InvalidBatch;
 
@@ -32,8 +32,8 @@ use super::InvalidBatch;
 /// encoder use far smaller windows at their default levels.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
-/// Buffer between a decompressor and the record parser.
-const BUF: usize = 64 << 10;
+/// Bytes a decompressor writes into the record parser's window at a time.
+pub(super) const BUF: usize = 64 << 10;
 
 /// The name of a compression code, for messages.
 pub fn name(code: i16) -> &'static str {
@@ -66,29 +66,31 @@ pub fn is_exceeds(e: &io::Error) -> bool {
 }
 
 /// A reader of the decompressed records section `body` compressed with
-/// `code`, yielding at most `limit + 1` bytes.
+/// `code`, yielding at most `limit + 1` bytes. Unbuffered: the record
+/// parser reads into its own window (`mod.rs`), so the decompressor writes
+/// each byte straight where it is parsed.
 pub fn open<'a>(
     code: i16,
     body: &'a [u8],
     limit: usize,
-) -> Result<Box<dyn BufRead + 'a>, InvalidBatch> {
+) -> Result<Box<dyn Read + 'a>, InvalidBatch> {
     let cap = limit as u64 + 1;
     let failed = |e: io::Error| InvalidBatch::Decompress(format!("{}: {e}", name(code)));
     Ok(match code {
         0 => Box::new(body),
         1 => {
             let d = flate2::bufread::MultiGzDecoder::new(body);
-            Box::new(BufReader::with_capacity(BUF, d.take(cap)))
+            Box::new(d.take(cap))
         }
         2 => Box::new(Snappy::new(body, limit)),
         3 => {
             let d = lz4::Decoder::new(body).map_err(failed)?;
-            Box::new(BufReader::with_capacity(BUF, d.take(cap)))
+            Box::new(d.take(cap))
         }
         4 => {
             let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(failed)?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(failed)?;
-            Box::new(BufReader::with_capacity(BUF, d.take(cap)))
+            Box::new(d.take(cap))
         }
         c => return Err(InvalidBatch::Compression(c)),
     })

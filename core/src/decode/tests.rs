@@ -624,3 +624,64 @@ fn the_in_place_walk_of_an_uncompressed_batch_refuses_cut_records_and_trailing_b
         Some(&b"{\"message\":\"x\"}"[..])
     );
 }
+
+#[test]
+fn the_window_walk_of_a_compressed_batch_decodes_records_cut_by_refills_and_larger_than_the_window()
+{
+    // Record sizes that cut records at every window refill, and one record
+    // twice the window: the window grows to hold it and the walk goes on.
+    let sizes = [10, 3_000, 70_000, 1, 200_000, 5, 65_530, 17];
+    let mut section = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        section.extend(record(i as i64, i as i64, &vec![b'a' + i as u8; *n]));
+    }
+    let n = sizes.len() as i32;
+    let max_ts = TS + i64::from(n) - 1;
+    for code in [1i16, 2, 3, 4] {
+        let body = match code {
+            1 => gzip(&section),
+            2 => snappy_xerial(&section, 32 << 10),
+            3 => lz4_frame(&section),
+            _ => zstd::stream::encode_all(&section[..], 1).unwrap(),
+        };
+        let b = raw_batch(code, n, max_ts, &body);
+        assert!(validate(&b, &Limits::default()).is_ok(), "code {code}");
+        let got = decode(&b, &Limits::default()).unwrap();
+        let lens: Vec<usize> = got
+            .iter()
+            .map(|r| r.value.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(lens, sizes, "code {code}");
+        for (i, r) in got.iter().enumerate() {
+            assert!(
+                r.value
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .all(|c| *c == b'a' + i as u8),
+                "code {code} record {i}"
+            );
+        }
+        // One record more in the count than the stream holds: cut, by index.
+        let short = raw_batch(code, n + 1, max_ts, &body);
+        assert_eq!(
+            validate(&short, &Limits::default()),
+            Err(InvalidBatch::Record {
+                index: n,
+                reason: "records end before the count in the header"
+            }),
+            "code {code}"
+        );
+        // The largest record's length checked against the bound before the
+        // window grows for it.
+        let tight = Limits {
+            max_decompressed_bytes: 150_000,
+            ..Limits::default()
+        };
+        assert_eq!(
+            validate(&b, &tight),
+            Err(InvalidBatch::TooLarge { limit: 150_000 }),
+            "code {code}"
+        );
+    }
+}

@@ -30,6 +30,8 @@
 //!   (a new file, fsync, rename over `ack`, directory fsync), and so does a
 //!   note that outgrows its slot (slots then double). A crash during a
 //!   rewrite leaves either the old file or the new one.
+//! - One slot unreadable that was written before (a torn commit, or media
+//!   damage): the other slot is used and the fallback is logged.
 //! - Both slots damaged (media damage, not a crash): acked 0 and no note,
 //!   reported; the spool replays what it retains.
 
@@ -58,6 +60,8 @@ pub(super) struct Cursor {
     fsync: bool,
     /// Reused record buffer.
     buf: Vec<u8>,
+    /// Whether open found a slot that was written once and no longer reads.
+    torn: bool,
 }
 
 impl Cursor {
@@ -79,6 +83,7 @@ impl Cursor {
             acked: 0,
             note: Vec::new(),
             fsync,
+            torn: false,
             buf: Vec::new(),
         };
         if len < HEAD * 2 {
@@ -86,11 +91,19 @@ impl Cursor {
             return Ok(c);
         }
         let slot = len / 2;
-        let best = (0..2)
-            .filter_map(|k| read_slot(&c.file, k * slot, slot))
-            .max_by_key(|s| s.gen);
+        let slots = [0, 1].map(|k| read_slot(&c.file, k * slot, slot));
+        c.torn = slots
+            .iter()
+            .enumerate()
+            .any(|(k, s)| s.is_none() && !never_written(&c.file, k * slot));
+        let best = slots.into_iter().flatten().max_by_key(|s| s.gen);
         match best {
             Some(s) => {
+                if c.torn {
+                    // A crash during a commit tears the slot being written;
+                    // media damage can hit either. Both leave the other slot.
+                    warn!(path = %c.path.display(), generation = s.gen, acked = s.acked, "One slot of the spool ack cursor is torn or damaged; using the other (the collector deduplicates anything sent again).");
+                }
                 c.slot = slot;
                 c.gen = s.gen;
                 c.acked = s.acked;
@@ -221,6 +234,13 @@ fn read_slot(f: &File, at: usize, slot: usize) -> Option<Slot> {
     })
 }
 
+/// Whether the slot at `at` still holds the zeros a first commit leaves in
+/// the slot it did not write (so its failing to read is not damage).
+fn never_written(f: &File, at: usize) -> bool {
+    let mut head = [0u8; HEAD];
+    f.read_exact_at(&mut head, at as u64).is_ok() && head.iter().all(|&b| b == 0)
+}
+
 /// The acked id of a version 1 file (0 when absent or damaged).
 fn read_v1(f: &File, len: usize) -> u64 {
     let mut rec = [0u8; 12];
@@ -288,10 +308,21 @@ mod tests {
         f.write_all_at(b"\xff\xff\xff", HEAD as u64).unwrap();
         let mut c = Cursor::open(d.path(), true).unwrap();
         assert_eq!((c.acked(), c.note()), (10, &b"first"[..]));
+        assert!(c.torn, "the damaged slot is reported");
         // The next commit overwrites the damaged slot, not the good one.
         c.commit(30, Some(b"third")).unwrap();
         let c = Cursor::open(d.path(), true).unwrap();
         assert_eq!((c.acked(), c.note()), (30, &b"third"[..]));
+        assert!(!c.torn);
+    }
+
+    #[test]
+    fn the_slot_a_first_commit_left_unwritten_is_not_reported_as_damage() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Cursor::open(d.path(), true).unwrap();
+        c.commit(10, Some(b"only")).unwrap();
+        let c = Cursor::open(d.path(), true).unwrap();
+        assert_eq!((c.acked(), c.note(), c.torn), (10, &b"only"[..], false));
     }
 
     #[test]

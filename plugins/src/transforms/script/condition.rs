@@ -7,9 +7,10 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Scope, AST};
 use weir_core::event::Event;
 
+use super::convert::fields_to_map_ref;
 use super::functions::{self, Host, Run};
 use super::sandbox::{self, CompileError, Limits};
-use super::{event_map, variables};
+use super::variables;
 use crate::component::TransformError;
 
 /// A list of compiled conditions.
@@ -72,7 +73,7 @@ impl Conditions {
         };
         self.scope.clear();
         self.scope
-            .push_dynamic("event", Dynamic::from_map(event_map(&event.fields)));
+            .push_dynamic("event", Dynamic::from_map(fields_to_map_ref(&event.fields)));
     }
 
     /// Evaluates condition `i` on the current event.

@@ -41,24 +41,38 @@ pub fn to_dynamic_ref(v: &Value) -> Dynamic {
     match v {
         Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
         Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic_ref).collect()),
-        Value::Map(m) => Dynamic::from_map(
-            m.iter()
-                .map(|(k, v)| (k.into(), to_dynamic_ref(v)))
-                .collect(),
-        ),
+        Value::Map(m) => Dynamic::from_map(fields_to_map_ref(m)),
         other => to_dynamic(other.clone()),
     }
 }
 
 /// An event's fields as a rhai object map.
 pub fn fields_to_map(f: Fields) -> Map {
-    f.into_iter()
-        .map(|(k, v)| (k.into(), to_dynamic(v)))
-        .collect()
+    let mut m = Map::new();
+    for (k, v) in f {
+        m.insert(k.into(), to_dynamic(v));
+    }
+    m
+}
+
+/// An event's fields as a rhai object map, copied. Inserted one by one:
+/// collecting into a `BTreeMap` buffers and sorts first, an allocation
+/// and a sort per event for fields that are already in order.
+pub fn fields_to_map_ref(f: &Fields) -> Map {
+    let mut m = Map::new();
+    for (k, v) in f.iter() {
+        m.insert(k.into(), to_dynamic_ref(v));
+    }
+    m
 }
 
 /// A rhai value as an event value; `Err` names the type that cannot be stored.
 pub fn from_dynamic(d: Dynamic) -> Result<Value, String> {
+    // Strings first: they are most of what events carry.
+    if d.is_string() {
+        let s = d.into_immutable_string().map_err(str::to_owned)?;
+        return Ok(Value::String(s.into_owned()));
+    }
     if d.is_unit() {
         return Ok(Value::Null);
     }
@@ -73,10 +87,6 @@ pub fn from_dynamic(d: Dynamic) -> Result<Value, String> {
     }
     if let Ok(c) = d.as_char() {
         return Ok(Value::String(c.to_string()));
-    }
-    if d.is_string() {
-        let s = d.into_immutable_string().map_err(str::to_owned)?;
-        return Ok(Value::String(s.into_owned()));
     }
     if d.is::<Timestamp>() {
         let t = d.cast::<Timestamp>();
@@ -111,7 +121,9 @@ pub fn map_to_fields(m: Map) -> Result<Fields, String> {
     let mut f = Fields::with_capacity(m.len());
     for (k, v) in m {
         let v = from_dynamic(v).map_err(|e| format!("field `{k}`: {e}"))?;
-        f.insert(k.to_string(), v);
+        // The name as `&str`: `SmartString::to_string` goes through the
+        // formatter, which cost more than the rest of a field's conversion.
+        f.insert(k.as_str(), v);
     }
     Ok(f)
 }

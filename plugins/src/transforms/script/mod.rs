@@ -14,6 +14,7 @@
 mod condition;
 mod config;
 mod convert;
+mod fast;
 pub mod functions;
 mod sandbox;
 mod state;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Scope, AST};
 use tracing::warn;
-use weir_core::event::{Event, Fields};
+use weir_core::event::Event;
 use weir_core::metrics::Counter;
 
 pub use condition::Conditions;
@@ -91,36 +92,42 @@ impl TransformConfig for ScriptConfig {
         if !problems.is_empty() {
             return Err(BuildError::Config(problems));
         }
+        Ok(Box::new(self.script(ctx, true)?))
+    }
+}
+
+impl ScriptConfig {
+    /// The running transform; `native`: with the fast path (`fast.rs`)
+    /// where the script qualifies (tests compare it with rhai alone).
+    fn script(&self, ctx: TransformContext, native: bool) -> Result<Script, BuildError> {
         let text = self.text().map_err(BuildError::Setup)?;
         let compiled = Compiled::new(self, &ctx.id, &text.text)
             .map_err(|e| BuildError::Setup(format!("the script does not compile: {e}")))?;
-        Ok(Box::new(Script {
+        let fast = (native && !self.state)
+            .then(|| fast::Plan::new(&compiled.ast, &self.limits))
+            .flatten();
+        Ok(Script {
             compiled,
+            fast,
             limits: self.limits.clone(),
             scope: Scope::new(),
             state: self.state.then(Map::new),
             dropped: super::dropped_counter(&ctx, "script"),
-        }))
+        })
     }
 }
 
 /// The running transform.
 struct Script {
     compiled: Compiled,
+    /// The script as native steps, when it has the common shape.
+    fast: Option<fast::Plan>,
     limits: Limits,
     /// Reused between runs (cleared each time).
     scope: Scope<'static>,
     /// The `state` map, when enabled.
     state: Option<Map>,
     dropped: Counter,
-}
-
-/// An event's fields as a rhai map (copied: the original stays intact for
-/// the dead-letter output).
-fn event_map(f: &Fields) -> Map {
-    f.iter()
-        .map(|(k, v)| (k.into(), convert::to_dynamic_ref(v)))
-        .collect()
 }
 
 impl Script {
@@ -188,13 +195,28 @@ fn returned(v: Dynamic) -> Result<Vec<Map>, String> {
 
 impl Transform for Script {
     fn process(&mut self, event: Event, out: &mut Emitter) {
+        if let Some(plan) = &self.fast {
+            // On `GiveUp` rhai runs the untouched input and decides.
+            match plan.run(&event.fields, &self.compiled.host, &self.limits) {
+                Ok(Some(fields)) => {
+                    return out.emit(Event {
+                        timestamp: event.timestamp,
+                        fields,
+                        meta: event.meta,
+                    })
+                }
+                Ok(None) => return self.dropped.inc(),
+                Err(fast::GiveUp) => {}
+            }
+        }
         *self.compiled.host.run() = Run {
             now: out.now(),
             timestamp: event.timestamp,
             meta: event.meta.clone(),
             emitted: Vec::new(),
         };
-        let result = self.run(event_map(&event.fields));
+        // Copied: the original stays intact for the dead-letter output.
+        let result = self.run(convert::fields_to_map_ref(&event.fields));
         let Run {
             timestamp,
             meta,
@@ -205,6 +227,30 @@ impl Transform for Script {
             Ok(v) => v,
             Err(e) => return out.fail(event, e),
         };
+        // The common cases without the general path's buffers: the event
+        // returned (one event out) or `()` (dropped), nothing emitted.
+        if emitted.is_empty() {
+            if value.is_unit() {
+                return self.dropped.inc();
+            }
+            if value.is_map() {
+                return match convert::map_to_fields(value.cast::<Map>()) {
+                    Ok(fields) => out.emit(Event {
+                        timestamp,
+                        fields,
+                        meta,
+                    }),
+                    Err(message) => out.fail(
+                        event,
+                        TransformError::Script {
+                            message,
+                            line: None,
+                            column: None,
+                        },
+                    ),
+                };
+            }
+        }
         let make = |m: Map| -> Result<Event, String> {
             Ok(Event {
                 timestamp,

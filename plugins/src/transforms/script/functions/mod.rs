@@ -22,7 +22,7 @@ use rhai::{Engine, Map};
 use weir_core::event::Metadata;
 
 pub use host::LogLimiter;
-pub use parse::RegexCache;
+pub use parse::{captures_value, Pattern, RegexCache};
 
 /// What the functions of one script see of the run in progress.
 #[derive(Debug, Default)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
-use weir_core::event::Value;
+use weir_core::event::{Fields, Value};
 
 use super::Host;
 use crate::transforms::script::convert::{from_dynamic, to_dynamic};
@@ -85,6 +85,23 @@ pub fn captures(p: &Pattern, s: &str) -> Dynamic {
         m.insert(name.as_str().into(), v);
     }
     Dynamic::from_map(m)
+}
+
+/// What [`captures`] gives, as an event value (for the scripts' native
+/// fast path): the named groups (`Null` for one that took no part), or
+/// `Null` when the pattern does not match.
+pub fn captures_value(p: &Pattern, s: &str) -> Value {
+    let Some(c) = p.regex.captures(s) else {
+        return Value::Null;
+    };
+    let mut m = Fields::with_capacity(p.names.len());
+    for (i, name) in &p.names {
+        let v = c
+            .get(*i)
+            .map_or(Value::Null, |g| Value::String(g.as_str().to_owned()));
+        m.insert(name.as_str(), v);
+    }
+    Value::Map(m)
 }
 
 /// Key-value pairs: pairs separated by `pair_sep` (`" "`: any run of
