@@ -729,11 +729,23 @@ event.device = m.device;
 event
 "#;
 
+    /// The example of issue 7: key-value parsing, a filter, a conversion.
+    const EXAMPLE: &str = r#"
+let f = parse_key_value(event.message);
+if f.level == "debug" { return (); }
+event.device = f.device;
+event.temp = to_float(f.temp);
+event
+"#;
+
     /// Scripts of the shape the fast path takes, each with something the
     /// events below exercise: a missing field or group, another type, a
     /// comparison rhai answers, a property of `()`, a non-boolean condition.
     const QUALIFYING: &[&str] = &[
         REFERENCE,
+        EXAMPLE,
+        "let f = parse_key_value(event.message);\nif to_float(f.temp) > 20.0 && !f.level.contains(\"deb\") {\n  event.hot = true;\n} else if f.level == \"info\" {\n  let t = to_int(f.device);\n  event.t = t + 1;\n} else {\n  return ();\n}\nevent.level = f.level.to_upper();\nevent",
+        "let j = parse_json(event.message);\nevent.n = j.a.b;\nevent.len = event.message.len();\nevent.s = \"n=\" + to_string(event.count);\nevent",
         "event",
         "event.tag = \"x\";\nevent",
         "event.gone = ();\nevent",
@@ -770,6 +782,16 @@ event
         let mut int = Event::from_message_at("x", Metadata::default(), 9);
         int.fields.insert("message", Value::Int(5));
         v.push(int);
+        v.push(Event::from_message_at(
+            "{\"a\": {\"b\": [1, 2.5]}}",
+            Metadata::default(),
+            11,
+        ));
+        v.push(Event::from_message_at(
+            "level=info device=42 temp=20.0",
+            Metadata::default(),
+            12,
+        ));
         let mut nested = Event::from_message_at("level=error device=d9", Metadata::default(), 10);
         let mut inner = Fields::new();
         inner.insert("k", Value::Array(vec![Value::from("v"), Value::Int(1)]));
@@ -836,6 +858,22 @@ event
             .filter(|&i| p.run(&ev[i].fields, &host, &limits).is_err())
             .collect();
         assert_eq!(given_up, vec![7]);
+    }
+
+    #[test]
+    fn the_issues_example_script_runs_natively() {
+        let limits = Limits::default();
+        let p = plan(EXAMPLE, &limits).expect("the example has a plan");
+        let host = Host::new("parse", None, 10);
+        let hot = Event::from_message_at("level=info device=d1 temp=81.5", Metadata::default(), 7);
+        let kept = p.run(&hot.fields, &host, &limits).unwrap().unwrap();
+        assert_eq!(kept.get("device"), Some(&Value::from("d1")));
+        assert_eq!(kept.get("temp"), Some(&Value::Float(81.5)));
+        let debug = Event::from_message_at("level=debug device=d2 temp=1", Metadata::default(), 7);
+        assert_eq!(p.run(&debug.fields, &host, &limits), Ok(None));
+        // A temperature that is not a number: rhai reports it.
+        let bad = Event::from_message_at("level=info device=d3 temp=hot", Metadata::default(), 7);
+        assert_eq!(p.run(&bad.fields, &host, &limits), Err(GiveUp));
     }
 
     #[test]

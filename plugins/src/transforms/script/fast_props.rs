@@ -473,7 +473,7 @@ fn differential(cases: u32) -> Share {
 
 #[test]
 fn generated_scripts_give_the_same_events_and_dead_letters_on_both_paths() {
-    let share = differential(1000);
+    let share = differential(2000);
     let (cases, planned) = (share.cases.get(), share.planned.get());
     let (events, native) = (share.events.get(), share.native.get());
     let failed = share.failed.get();
@@ -483,7 +483,7 @@ fn generated_scripts_give_the_same_events_and_dead_letters_on_both_paths() {
     // Most scripts are of the fast path's shape, and of their events that
     // rhai does not fail (an error can only come from rhai) a good share
     // really run on it: the test cannot pass by giving up.
-    assert!(cases >= 800, "only {cases} scripts compiled");
+    assert!(cases >= 1600, "only {cases} scripts compiled");
     assert!(planned * 10 >= cases * 8, "{planned} of {cases} planned");
     assert!(
         native * 20 >= (events - failed) * 9,
