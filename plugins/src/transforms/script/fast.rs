@@ -23,6 +23,7 @@
 //! | `+`, `-` | two numbers (integer overflow gives up); `+` of two strings |
 //! | `parse_regex(s, "literal")`, `parse_key_value(s)`, `parse_json(s)` | the same Rust the rhai functions call |
 //! | `to_int(v)`, `to_float(v)`, `to_string(v)` | of strings and numbers (and booleans for `to_string`) |
+//! | `to_int(v, default)`, `to_float(v, default)` | of any value |
 //! | `len`, `to_upper`, `to_lower`, `contains`, `starts_with`, `ends_with` | on strings, as functions or methods |
 //!
 //! Anything else (another statement, a script function, `state`) keeps the
@@ -106,6 +107,10 @@ enum Cmp {
 enum Func {
     ToInt,
     ToFloat,
+    /// `to_int(v, default)`
+    ToIntOr,
+    /// `to_float(v, default)`
+    ToFloatOr,
     ToString,
     ParseKeyValue,
     ParseJson,
@@ -123,6 +128,8 @@ impl Func {
         Some(match (name, args) {
             ("to_int", 1) => Func::ToInt,
             ("to_float", 1) => Func::ToFloat,
+            ("to_int", 2) => Func::ToIntOr,
+            ("to_float", 2) => Func::ToFloatOr,
             ("to_string", 1) => Func::ToString,
             ("parse_key_value", 1) => Func::ParseKeyValue,
             ("parse_json", 1) => Func::ParseJson,
@@ -647,6 +654,15 @@ fn call(f: Func, args: &[Cow<'_, Value>]) -> Result<Value, GiveUp> {
                 Value::Float(to_float(&to_dynamic_ref(v)).map_err(|_| GiveUp)?)
             }
             _ => return Err(GiveUp),
+        },
+        // Only the registered functions have two arguments, for any types.
+        Func::ToIntOr => match to_int(&to_dynamic_ref(arg(0)?)) {
+            Ok(i) => Value::Int(i),
+            Err(_) => arg(1)?.clone(),
+        },
+        Func::ToFloatOr => match to_float(&to_dynamic_ref(arg(0)?)) {
+            Ok(f) => Value::Float(f),
+            Err(_) => arg(1)?.clone(),
         },
         Func::ToString => match arg(0)? {
             Value::String(s) => Value::String(s.clone()),

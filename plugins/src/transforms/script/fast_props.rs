@@ -66,7 +66,7 @@ const UNARY_FNS: &[&str] = &[
     "to_upper",
     "to_lower",
 ];
-const BINARY_FNS: &[&str] = &["contains", "starts_with", "ends_with"];
+const BINARY_FNS: &[&str] = &["contains", "starts_with", "ends_with", "to_int", "to_float"];
 
 /// An expression; variables are chosen among those in scope when rendered.
 #[derive(Debug, Clone)]
