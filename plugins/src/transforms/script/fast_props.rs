@@ -2,7 +2,8 @@
 //! random sequences of the fast path's statement forms over random
 //! expressions (fields, variables, literals of every type, operators and
 //! functions, some of which make the fast path give up), events random
-//! maps of strings, numbers, booleans, nulls, nested maps and arrays.
+//! maps of strings, numbers, booleans, nulls, timestamps, bytes, nested
+//! maps and arrays.
 //! Every event goes through the transform with the fast path and with rhai
 //! alone; the events out and the dead letters must be identical.
 
@@ -314,6 +315,8 @@ fn value() -> impl Strategy<Value = Value> {
         ]
         .prop_map(Value::Float),
         any::<bool>().prop_map(Value::Bool),
+        prop_oneof![Just(0i64), Just(1_714_564_800_000_000_000)].prop_map(Value::Timestamp),
+        Just(Value::Bytes(bytes::Bytes::from_static(b"3\xff"))),
     ];
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
