@@ -18,7 +18,7 @@
 //! |---|---|
 //! | literals | strings, integers, floats, `true`/`false`, `()` |
 //! | `x`, `event.f`, `x.f`, `event.f.g` | a variable, a field, properties of maps |
-//! | `==`, `!=`, `<`, `<=`, `>`, `>=` | numbers (rhai's int/float mixing and float tolerance), strings, booleans and `()` for equality, different types |
+//! | `==`, `!=`, `<`, `<=`, `>`, `>=` | numbers (rhai's int/float mixing and float tolerance), strings; booleans and `()` for equality; values of different non-numeric types are unequal and unordered, as in rhai |
 //! | `!`, `&&`, `\|\|` | on booleans |
 //! | `+`, `-` | two numbers (integer overflow gives up); `+` of two strings |
 //! | `parse_regex(s, "literal")`, `parse_key_value(s)`, `parse_json(s)` | the same Rust the rhai functions call |
