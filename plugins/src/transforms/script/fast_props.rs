@@ -489,7 +489,7 @@ fn generated_scripts_give_the_same_events_and_dead_letters_on_both_paths() {
     assert!(cases >= 1600, "only {cases} scripts compiled");
     assert!(planned * 10 >= cases * 8, "{planned} of {cases} planned");
     assert!(
-        native * 20 >= (events - failed) * 9,
+        native * 10 >= (events - failed) * 7,
         "{native} of {} events rhai does not fail ran natively",
         events - failed
     );
