@@ -23,6 +23,21 @@ event.device = m.device;
 event
 "#;
 
+/// The second reference: the example of issue 7 (key-value parsing, a
+/// filter, a conversion).
+const EXAMPLE: &str = r#"
+let f = parse_key_value(event.message);
+if f.level == "debug" { return (); }
+event.device = f.device;
+event.temp = to_float(f.temp);
+event
+"#;
+
+/// A first statement outside the native fast path's subset (an array
+/// literal; plugins/src/transforms/script/fast.rs): the script after it
+/// runs on rhai alone.
+const ON_RHAI: &str = "let n = [];";
+
 /// The reference logic in plain Rust.
 struct Native {
     re: Regex,
@@ -139,12 +154,9 @@ fn breakdown(input: &[Event]) {
             format!("{regex}\nif m == () || m.level == \"debug\" {{ return (); }}\nevent"),
         ),
         ("+ add two fields (the reference script)", SCRIPT.to_owned()),
-        // An integer literal is outside the shapes the native fast path
-        // takes (plugins/src/transforms/script/fast.rs), so this one runs
-        // the same logic on rhai alone.
         (
-            "the reference script on rhai alone (starts with `let n = 0;`)",
-            format!("let n = 0;{SCRIPT}"),
+            "the reference script on rhai alone (starts with `let n = [];`)",
+            format!("{ON_RHAI}{SCRIPT}"),
         ),
         (
             "(alone) set one constant field",
@@ -191,6 +203,33 @@ fn breakdown(input: &[Event]) {
     );
 }
 
+/// The issue's example script with the fast path against the same script
+/// on rhai alone, interleaved, `runs` times.
+fn example(input: &[Event], runs: usize) {
+    let mut fast = build_script(EXAMPLE);
+    let mut rhai = build_script(&format!("{ON_RHAI}{EXAMPLE}"));
+    let (_, kf) = measure(fast.as_mut(), &input[..10_000]);
+    let (_, kr) = measure(rhai.as_mut(), &input[..10_000]);
+    assert_eq!(kf, kr, "both keep the same events");
+    let (mut f, mut r, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (fast_eps, _) = measure(fast.as_mut(), input);
+        let (rhai_eps, _) = measure(rhai.as_mut(), input);
+        f.push(fast_eps);
+        r.push(rhai_eps);
+        c.push(fast_eps / rhai_eps);
+    }
+    println!(
+        "issue 7 example, median of {runs} runs, {} events, 1 core: fast path {:.0} ev/s ({:.2} µs/event), rhai alone {:.0} ev/s ({:.2} µs/event), speed-up {:.2}x",
+        input.len(),
+        median(f.clone()),
+        1e6 / median(f),
+        median(r.clone()),
+        1e6 / median(r),
+        median(c)
+    );
+}
+
 fn build_script(source: &str) -> Box<dyn Transform> {
     let cfg = ScriptConfig {
         source: Some(source.to_owned()),
@@ -218,6 +257,10 @@ fn main() {
             let (eps, _) = measure(t.as_mut(), &input);
             println!("  {:>8.2} µs/event", 1e6 / eps);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "example") {
+        example(&events(100_000), 7);
         return;
     }
     if std::env::args().any(|a| a == "breakdown") {

@@ -12,7 +12,7 @@
 
 mod hash;
 mod host;
-mod numbers;
+pub mod numbers;
 mod parse;
 mod time;
 
@@ -22,7 +22,7 @@ use rhai::{Engine, Map};
 use weir_core::event::Metadata;
 
 pub use host::LogLimiter;
-pub use parse::{captures_value, Pattern, RegexCache};
+pub use parse::{captures_value, json_value, key_values_value, Pattern, RegexCache};
 
 /// What the functions of one script see of the run in progress.
 #[derive(Debug, Default)]

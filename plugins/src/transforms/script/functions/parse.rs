@@ -104,12 +104,36 @@ pub fn captures_value(p: &Pattern, s: &str) -> Value {
     Value::Map(m)
 }
 
+/// Key-value pairs as a rhai map (see [`each_key_value`]).
+pub fn key_values(s: &str, pair_sep: &str, kv_sep: &str) -> Map {
+    let mut out = Map::new();
+    each_key_value(s, pair_sep, kv_sep, |k, v| {
+        out.insert(k.into(), v.map_or(Dynamic::TRUE, Dynamic::from));
+    });
+    out
+}
+
+/// What `parse_key_value(s)` gives, as an event value (for the scripts'
+/// native fast path): the same pairs as [`key_values`] with `" "` and `"="`.
+pub fn key_values_value(s: &str) -> Value {
+    let mut out = Fields::new();
+    each_key_value(s, " ", "=", |k, v| {
+        out.insert(k, v.map_or(Value::Bool(true), Value::String));
+    });
+    Value::Map(out)
+}
+
 /// Key-value pairs: pairs separated by `pair_sep` (`" "`: any run of
 /// whitespace), key from value by `kv_sep`. Values may be double-quoted
 /// (`msg="a b"`, with `\"` inside); keys and values are trimmed; a key
-/// without a separator is `true`; a repeated key keeps its last value.
-pub fn key_values(s: &str, pair_sep: &str, kv_sep: &str) -> Map {
-    let mut out = Map::new();
+/// without a separator is `true` (`None` to `put`); a repeated key is put
+/// again (the last one wins in a map).
+fn each_key_value(
+    s: &str,
+    pair_sep: &str,
+    kv_sep: &str,
+    mut put: impl FnMut(&str, Option<String>),
+) {
     let whitespace = pair_sep.trim().is_empty();
     let mut rest = s;
     loop {
@@ -125,26 +149,22 @@ pub fn key_values(s: &str, pair_sep: &str, kv_sep: &str) -> Map {
         let end_pair = find_sep(rest, pair_sep, whitespace).unwrap_or(rest.len());
         let kv = rest[..end_pair].find(kv_sep).filter(|_| !kv_sep.is_empty());
         let (key, value, next) = match kv {
-            None => (rest[..end_pair].trim(), Dynamic::TRUE, end_pair),
+            None => (rest[..end_pair].trim(), None, end_pair),
             Some(k) => {
                 let after = &rest[k + kv_sep.len()..];
                 let start = k + kv_sep.len() + (after.len() - after.trim_start().len());
                 let v = &rest[start..];
                 if let Some(q) = v.strip_prefix('"') {
                     let (text, used) = quoted(q);
-                    (rest[..k].trim(), Dynamic::from(text), start + 1 + used)
+                    (rest[..k].trim(), Some(text), start + 1 + used)
                 } else {
                     let e = find_sep(v, pair_sep, whitespace).unwrap_or(v.len());
-                    (
-                        rest[..k].trim(),
-                        Dynamic::from(v[..e].trim().to_owned()),
-                        start + e,
-                    )
+                    (rest[..k].trim(), Some(v[..e].trim().to_owned()), start + e)
                 }
             }
         };
         if !key.is_empty() {
-            out.insert(key.into(), value);
+            put(key, value);
         }
         rest = &rest[next.min(rest.len())..];
         // Step over the separator itself.
@@ -152,7 +172,6 @@ pub fn key_values(s: &str, pair_sep: &str, kv_sep: &str) -> Map {
             rest = &rest[pair_sep.len()..];
         }
     }
-    out
 }
 
 fn find_sep(s: &str, sep: &str, whitespace: bool) -> Option<usize> {
@@ -181,11 +200,15 @@ fn quoted(s: &str) -> (String, usize) {
     (text, s.len())
 }
 
+/// `parse_json(s)` as an event value (shared with the native fast path).
+pub fn json_value(s: &str) -> Result<Value, String> {
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("parse_json: {e}"))?;
+    Ok(Value::from(v))
+}
+
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn("parse_json", |s: &str| -> Res<Dynamic> {
-        let v: serde_json::Value =
-            serde_json::from_str(s).map_err(|e| format!("parse_json: {e}"))?;
-        Ok(to_dynamic(Value::from(v)))
+        Ok(to_dynamic(json_value(s)?))
     });
     engine.register_fn("encode_json", |v: Dynamic| -> Res<String> {
         let v = from_dynamic(v).map_err(|e| format!("encode_json: {e}"))?;
