@@ -24,7 +24,7 @@ mod tests;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Scope, AST};
-use tracing::warn;
+use tracing::{info, warn};
 use weir_core::event::Event;
 use weir_core::metrics::Counter;
 
@@ -106,6 +106,18 @@ impl ScriptConfig {
         let fast = (native && !self.state)
             .then(|| fast::Plan::new(&compiled.ast, &self.limits))
             .flatten();
+        // Says which path the script takes: users tuning a hot script want
+        // to know whether it runs natively (docs/configuration.md, Speed).
+        info!(
+            component = %ctx.id,
+            native = fast.is_some(),
+            "Script compiled; {}.",
+            if fast.is_some() {
+                "it runs on the native fast path"
+            } else {
+                "it runs on rhai (it uses something outside the fast path's subset)"
+            }
+        );
         Ok(Script {
             compiled,
             fast,
