@@ -816,7 +816,8 @@ event
         v
     }
 
-    fn config(source: &str, limits: Limits) -> ScriptConfig {
+    /// An inline script's config (also used by `fast_props.rs`).
+    pub(super) fn config(source: &str, limits: Limits) -> ScriptConfig {
         ScriptConfig {
             source: Some(source.to_owned()),
             file: None,

@@ -14,6 +14,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use weir_core::event::{Event, Fields, Metadata, Value};
 use weir_core::units::ByteSize;
 
+use super::tests::config;
 use super::Plan;
 use crate::component::{Emitted, Emitter, Transform, TransformContext};
 use crate::transforms::script::functions::Host;
@@ -379,17 +380,6 @@ fn limits() -> impl Strategy<Value = Limits> {
             ..Limits::default()
         }),
     ]
-}
-
-fn config(source: &str, limits: Limits) -> ScriptConfig {
-    ScriptConfig {
-        source: Some(source.to_owned()),
-        file: None,
-        outputs: Vec::new(),
-        state: false,
-        limits,
-        log_rate: 10,
-    }
 }
 
 fn through(cfg: &ScriptConfig, native: bool, events: &[Event]) -> Vec<Emitted> {

@@ -129,6 +129,16 @@ impl ScriptConfig {
     }
 }
 
+/// A script's result that cannot become an event (a value no event field
+/// can hold): the script ran, so no line or column applies.
+fn unconvertible(message: String) -> TransformError {
+    TransformError::Script {
+        message,
+        line: None,
+        column: None,
+    }
+}
+
 /// The running transform.
 struct Script {
     compiled: Compiled,
@@ -252,14 +262,7 @@ impl Transform for Script {
                         fields,
                         meta,
                     }),
-                    Err(message) => out.fail(
-                        event,
-                        TransformError::Script {
-                            message,
-                            line: None,
-                            column: None,
-                        },
-                    ),
+                    Err(message) => out.fail(event, unconvertible(message)),
                 };
             }
         }
@@ -283,14 +286,7 @@ impl Transform for Script {
             Ok(built)
         })();
         match built {
-            Err(message) => out.fail(
-                event,
-                TransformError::Script {
-                    message,
-                    line: None,
-                    column: None,
-                },
-            ),
+            Err(message) => out.fail(event, unconvertible(message)),
             Ok(built) if built.is_empty() => self.dropped.inc(),
             Ok(built) => {
                 for (output, e) in built {
